@@ -1,0 +1,51 @@
+# ksplice: rebootless Linux kernel updates.
+#
+#   make demo   build everything, boot the test VM and show an update
+#   make test   every test: cargo test, clippy, fmt, and the VM tests
+#
+# KDIR=<kernel build dir> builds ksplice.ko against another Rust-enabled
+# kernel; KERNEL= and KCONFIG_BASE= select the cached test kernel.
+
+HOST_TARGET := x86_64-unknown-linux-gnu
+STATIC_BIN  := target/$(HOST_TARGET)/release
+# Statically linked, so the tools run in the VM's busybox userland.
+STATIC_RUSTFLAGS := -C target-feature=+crt-static
+
+KDIR ?= $(shell scripts/test-kernel --print-dir)
+
+.PHONY: all kernel kmod cli host-test lint vm-test test demo clean rust-toolchain
+
+all: kmod cli
+
+rust-toolchain:
+	@scripts/setup-host
+
+kernel: rust-toolchain
+	scripts/test-kernel
+
+kmod: kernel
+	@set -e; [ ! -r "$(KDIR)/ksplice-env.sh" ] || . "$(KDIR)/ksplice-env.sh"; \
+	  $(MAKE) -C "$(KDIR)" M="$(CURDIR)" modules
+
+cli: rust-toolchain
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --release --locked --target $(HOST_TARGET) \
+	  -p ksplice-cli -p vmtool
+
+host-test: rust-toolchain
+	cargo test --workspace --locked
+
+lint: rust-toolchain
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo fmt --all --check
+
+vm-test: kmod cli
+	scripts/vm-test
+
+test: host-test lint vm-test
+
+demo: kmod cli
+	scripts/demo
+
+clean:
+	cargo clean
+	@[ ! -d "$(KDIR)" ] || $(MAKE) -C "$(KDIR)" M="$(CURDIR)" clean

@@ -1,0 +1,113 @@
+//! The only place that talks to `/dev/ksplice`.
+
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use ksplice_core::uapi::{self, Info, ListRequest, UpdateEntry};
+use log::debug;
+
+use crate::Error;
+
+nix::ioctl_read_bad!(ioctl_info, uapi::IOC_INFO, Info);
+nix::ioctl_readwrite_bad!(ioctl_list, uapi::IOC_LIST, ListRequest);
+
+/// An open `/dev/ksplice` whose module speaks our ABI version.
+pub struct Device {
+    file: File,
+    path: PathBuf,
+    info: Info,
+}
+
+impl Device {
+    /// Opens the device at its standard path.
+    pub fn open() -> Result<Self, Error> {
+        Self::open_at(Path::new(uapi::DEVICE_PATH))
+    }
+
+    /// Opens the device at `path` and checks the module's ABI version.
+    pub fn open_at(path: &Path) -> Result<Self, Error> {
+        let path = path.to_path_buf();
+        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(Error::NotLoaded { path }),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                return Err(Error::PermissionDenied { path })
+            }
+            Err(source) => return Err(Error::Open { path, source }),
+        };
+        let mut device = Self {
+            file,
+            path,
+            info: Info::zeroed(),
+        };
+        let mut info = Info::zeroed();
+        // SAFETY: `info` is a valid, writable `Info`, the exact type the
+        // request number encodes, and the fd is open for the call's duration.
+        device.check(
+            unsafe { ioctl_info(device.file.as_raw_fd(), &mut info) },
+            "INFO",
+        )?;
+        if info.abi_version != uapi::ABI_VERSION {
+            return Err(Error::AbiMismatch {
+                module: info.abi_version,
+                tools: uapi::ABI_VERSION,
+            });
+        }
+        debug!(
+            "{}: ABI {}, kernel {:?}",
+            device.path.display(),
+            info.abi_version,
+            info.release_str()
+        );
+        device.info = info;
+        Ok(device)
+    }
+
+    /// What the module said about itself when the device was opened.
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    /// Every update the module knows, in the order they were applied.
+    pub fn list(&self) -> Result<Vec<UpdateEntry>, Error> {
+        let mut entries: Vec<UpdateEntry> = Vec::new();
+        loop {
+            let capacity = u32::try_from(entries.len()).map_err(|_| Error::MalformedReply {
+                what: "update count",
+            })?;
+            let mut request = ListRequest {
+                entries: entries.as_mut_ptr() as u64,
+                capacity,
+                total: 0,
+            };
+            // SAFETY: `request` is a valid `ListRequest`; it points at
+            // `capacity` writable `UpdateEntry` records owned by `entries`.
+            self.check(
+                unsafe { ioctl_list(self.file.as_raw_fd(), &mut request) },
+                "LIST",
+            )?;
+            if request.total <= capacity {
+                entries.truncate(request.total as usize);
+                return Ok(entries);
+            }
+            // Updates were added since the last call: grow and ask again.
+            entries.resize(request.total as usize, UpdateEntry::zeroed());
+        }
+    }
+
+    fn check(&self, result: nix::Result<i32>, request: &'static str) -> Result<(), Error> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(nix::Error::EPERM | nix::Error::EACCES) => Err(Error::PermissionDenied {
+                path: self.path.clone(),
+            }),
+            Err(source) => Err(Error::Ioctl {
+                request,
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+}

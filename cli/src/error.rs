@@ -1,0 +1,82 @@
+//! The one error type of the tools, and the documented exit codes.
+
+use std::path::PathBuf;
+
+/// Exit codes shared by every `ksplice-*` tool (documented in README.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitStatus {
+    /// The operation succeeded.
+    Success = 0,
+    /// The operation failed; the message says why.
+    Failure = 1,
+    /// The command line was wrong (clap also uses 2).
+    Usage = 2,
+    /// `ksplice.ko` is not loaded, so `/dev/ksplice` does not exist.
+    NotLoaded = 3,
+    /// The caller lacks root / `CAP_SYS_MODULE`.
+    PermissionDenied = 4,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        Self::from(status as u8)
+    }
+}
+
+/// Everything that can go wrong in the tools, with the context to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: the ksplice core module is not loaded")]
+    NotLoaded { path: PathBuf },
+
+    #[error("{path}: permission denied")]
+    PermissionDenied { path: PathBuf },
+
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{request} request to {path} failed: {source}")]
+    Ioctl {
+        request: &'static str,
+        path: PathBuf,
+        source: nix::Error,
+    },
+
+    #[error("ksplice.ko speaks ABI version {module}, but these tools speak version {tools}")]
+    AbiMismatch { module: u32, tools: u32 },
+
+    #[error("ksplice.ko returned a malformed {what}")]
+    MalformedReply { what: &'static str },
+
+    #[error("cannot write output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The exit code this error ends the process with.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::NotLoaded { .. } => ExitStatus::NotLoaded,
+            Self::PermissionDenied { .. } => ExitStatus::PermissionDenied,
+            _ => ExitStatus::Failure,
+        }
+    }
+
+    /// What the sysadmin can do about it, where there is something.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::NotLoaded { .. } => {
+                Some("load it with `insmod ksplice.ko` (or let `ksplice-apply` load it)")
+            }
+            Self::PermissionDenied { .. } => Some("run as root: ksplice needs CAP_SYS_MODULE"),
+            Self::AbiMismatch { .. } => {
+                Some("install ksplice.ko and the tools from the same build")
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Logic shared by the `ksplice.ko` core module and the userspace tools.
+//!
+//! The kernel build cannot use crates from a registry, so this crate uses
+//! `core` only. `ksplice.ko` includes its module files by path (see
+//! `kmod/ksplice_main.rs`); modules refer to each other through `super::`
+//! so the same files compile in both places. Nothing here may panic on
+//! input: in the kernel a panic is an oops.
+#![cfg_attr(not(test), no_std)]
+
+pub mod uapi;

@@ -1,0 +1,72 @@
+# Shared helpers for the project's shell scripts. Source it; do not run it.
+
+KSPLICE_CACHE=${KSPLICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ksplice}
+KERNEL=${KERNEL:-7.3.4}
+KCONFIG_BASE=${KCONFIG_BASE:-tinyconfig}
+
+log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Installs the Debian packages named, if any is missing.
+need_debs() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]} (run as root, or install them)"
+    log "installing ${missing[*]}"
+    mkdir -p "$KSPLICE_CACHE"
+    local aptlog="$KSPLICE_CACHE/apt-install.log"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$aptlog" 2>&1 \
+        || { tail -n 20 "$aptlog" >&2; die "apt-get install ${missing[*]} failed (log: $aptlog)"; }
+}
+
+# The Debian mirror this machine already uses, read from its apt sources.
+debian_mirror() {
+    local f uri
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        uri=$(grep -Eo '(https?|file)://[^ ]+/debian/?( |$)' "$f" | grep -v -- '-security' | head -n1 | tr -d ' ')
+        if [ -n "$uri" ]; then
+            echo "${uri%/}"
+            return 0
+        fi
+    done
+    die "no Debian mirror found in /etc/apt/sources.list*"
+}
+
+# apt-get or apt-cache (first argument) with a private source list for one
+# extra suite; the machine's own package state is never touched.
+private_apt() {
+    local tool=$1 dir="$KSPLICE_CACHE/apt"
+    shift
+    mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+    if [ ! -s "$dir/sources.list" ]; then
+        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) trixie-backports main" \
+            >"$dir/sources.list"
+    fi
+    "$tool" -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+        -o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache" \
+        -o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
+}
+
+# Downloads PKG at the newest version matching the regex VERSION_RE and
+# extracts it into DEST. Prints nothing; DEST/.done marks success.
+fetch_deb() {
+    local pkg=$1 version_re=$2 dest=$3 version debdir="$KSPLICE_CACHE/debs"
+    [ -e "$dest/.done" ] && return 0
+    if [ ! -e "$KSPLICE_CACHE/apt/.updated" ]; then
+        private_apt apt-get update -qq >&2 || die "apt-get update of the trixie-backports list failed"
+        touch "$KSPLICE_CACHE/apt/.updated"
+    fi
+    version=$(private_apt apt-cache madison "$pkg" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}' \
+        | grep -E "$version_re" | head -n1 || true)
+    [ -n "$version" ] || die "no version of $pkg matching '$version_re' on the mirror"
+    mkdir -p "$debdir"
+    (cd "$debdir" && private_apt apt-get download -qq "$pkg=$version" >&2) || die "download of $pkg=$version failed"
+    rm -rf "$dest" && mkdir -p "$dest"
+    dpkg-deb -x "$debdir/${pkg}_${version//:/%3a}_"*.deb "$dest" || die "cannot unpack $pkg"
+    touch "$dest/.done"
+}

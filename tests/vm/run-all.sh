@@ -1,0 +1,22 @@
+# Runs every tests/vm/test-*.sh in this one boot (or those named in
+# $VM_TESTS), each in its own shell, and prints a summary line.
+. /lib/ksplice/testlib.sh
+passed=0 failed=0 failures=""
+for t in /work/vm/test-*.sh; do
+    name=$(basename "$t" .sh)
+    if [ -n "${VM_TESTS:-}" ] && ! echo " $VM_TESTS " | grep -q " $name "; then
+        continue
+    fi
+    echo "=== $name"
+    if sh -eu -c ". /lib/ksplice/testlib.sh; . $t"; then
+        echo "--- PASS $name"
+        passed=$((passed + 1))
+    else
+        echo "--- FAIL $name"
+        failed=$((failed + 1))
+        failures="$failures $name"
+    fi
+    unload_core 2>/dev/null || true
+done
+echo "vm tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] || { echo "failed:$failures"; exit 1; }

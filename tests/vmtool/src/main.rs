@@ -1,0 +1,203 @@
+//! Helper for the VM tests: things busybox cannot do.
+//!
+//! - `vmtool open-errno PATH`: opens PATH read-write and issues INFO; prints
+//!   `ok` or the errno name (e.g. `EPERM`). Always exits 0 when it ran.
+//! - `vmtool ioctl-garbage PATH`: sends unknown ioctl numbers and bad
+//!   pointers; exits 1 unless every one gets the expected errno.
+//! - `vmtool as-nobody CMD [ARG]...`: runs CMD as uid/gid 65534 with no
+//!   supplementary groups (and so no capabilities).
+//! - `vmtool without-cap CMD [ARG]...`: runs CMD as root, but with
+//!   CAP_SYS_MODULE removed from the bounding set, so exec drops it.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+
+use ksplice_core::uapi;
+use nix::errno::Errno;
+
+fn raw_ioctl(fd: i32, request: u32, arg: u64) -> Result<i32, Errno> {
+    // SAFETY: This helper exists to pass arbitrary arguments to the kernel;
+    // the kernel must validate them. Nothing in this process is written,
+    // because every pointer passed is outside its address space or null,
+    // or points to a buffer owned by the caller that is large enough.
+    let rc = unsafe { nix::libc::ioctl(fd, request as _, arg) };
+    Errno::result(rc)
+}
+
+fn open_errno(path: &str) -> String {
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) => return format!("{:?}", Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+    };
+    let mut info = uapi::Info::zeroed();
+    match raw_ioctl(file.as_raw_fd(), uapi::IOC_INFO, &mut info as *mut _ as u64) {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// A small deterministic generator, so failures reproduce.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn ioctl_garbage(path: &str) -> Result<usize, String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let fd = file.as_raw_fd();
+    let checks = std::cell::Cell::new(0usize);
+    let expect = |what: &str, request: u32, arg: u64, want: &[Errno]| -> Result<(), String> {
+        checks.set(checks.get() + 1);
+        match raw_ioctl(fd, request, arg) {
+            Err(e) if want.contains(&e) => Ok(()),
+            other => Err(format!(
+                "{what}: request {request:#x} arg {arg:#x} gave {other:?}, want {want:?}"
+            )),
+        }
+    };
+    let bad_pointers = [
+        0u64,
+        1,
+        0x0dea_dbee_f000,
+        0xffff_ffff_8100_0000,
+        u64::MAX,
+        0x7fff_ffff_fff8,
+    ];
+    for &ptr in &bad_pointers {
+        expect(
+            "INFO to a bad pointer",
+            uapi::IOC_INFO,
+            ptr,
+            &[Errno::EFAULT],
+        )?;
+        expect(
+            "LIST from a bad pointer",
+            uapi::IOC_LIST,
+            ptr,
+            &[Errno::EFAULT],
+        )?;
+    }
+    // LIST whose entries array is a bad pointer, with room for records.
+    for &ptr in &bad_pointers {
+        let mut request = uapi::ListRequest {
+            entries: ptr,
+            capacity: 1 << 20,
+            total: 0,
+        };
+        checks.set(checks.get() + 1);
+        match raw_ioctl(fd, uapi::IOC_LIST, &mut request as *mut _ as u64) {
+            // With no updates there is nothing to write through `entries`.
+            Ok(_) if request.total == 0 => {}
+            Err(Errno::EFAULT | Errno::EINVAL) => {}
+            other => return Err(format!("LIST to entries {ptr:#x} gave {other:?}")),
+        }
+    }
+    // The right command numbers with the wrong encoded size or direction.
+    let ty = uapi::IOCTL_TYPE << 8;
+    for request in [
+        ty | 0x01,
+        ty | 0x02,
+        0x8000_0000 | ty | 0x01,
+        0xc000_0000 | (15 << 16) | ty | 0x02,
+    ] {
+        expect("valid nr with wrong size", request, 0, &[Errno::ENOTTY])?;
+    }
+    let mut rng = XorShift(0x5eed_1234_abcd_ef01);
+    for _ in 0..20_000 {
+        let request = rng.next() as u32;
+        if request == uapi::IOC_INFO || request == uapi::IOC_LIST {
+            continue;
+        }
+        let arg = match rng.next() % 3 {
+            0 => 0,
+            1 => rng.next(),
+            _ => bad_pointers[(rng.next() % bad_pointers.len() as u64) as usize],
+        };
+        expect("random request", request, arg, &[Errno::ENOTTY])?;
+    }
+    Ok(checks.get())
+}
+
+fn exec(argv: &[String]) -> ExitCode {
+    let cargs: Result<Vec<std::ffi::CString>, _> = argv
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_bytes()))
+        .collect();
+    let Ok(cargs) = cargs else {
+        eprintln!("vmtool: argument contains a NUL byte");
+        return ExitCode::from(2);
+    };
+    let Some(prog) = cargs.first() else {
+        eprintln!("vmtool: no command given");
+        return ExitCode::from(2);
+    };
+    let err = nix::unistd::execvp(prog, &cargs).unwrap_err();
+    eprintln!("vmtool: cannot run {}: {err}", argv[0]);
+    ExitCode::from(127)
+}
+
+fn as_nobody(argv: &[String]) -> ExitCode {
+    let nobody_gid = nix::unistd::Gid::from_raw(65534);
+    let nobody_uid = nix::unistd::Uid::from_raw(65534);
+    if let Err(e) = nix::unistd::setgroups(&[])
+        .and_then(|_| nix::unistd::setgid(nobody_gid))
+        .and_then(|_| nix::unistd::setuid(nobody_uid))
+    {
+        eprintln!("vmtool: cannot become nobody: {e}");
+        return ExitCode::FAILURE;
+    }
+    exec(argv)
+}
+
+fn without_cap_sys_module(argv: &[String]) -> ExitCode {
+    const CAP_SYS_MODULE: u64 = 16;
+    // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory.
+    let rc = unsafe { nix::libc::prctl(nix::libc::PR_CAPBSET_DROP, CAP_SYS_MODULE, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!("vmtool: PR_CAPBSET_DROP failed: {}", Errno::last());
+        return ExitCode::FAILURE;
+    }
+    exec(argv)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [_, "open-errno", path] => {
+            println!("{}", open_errno(path));
+            ExitCode::SUCCESS
+        }
+        [_, "as-nobody", _, ..] => as_nobody(&args[2..]),
+        [_, "without-cap", _, ..] => without_cap_sys_module(&args[2..]),
+        [_, "ioctl-garbage", path] => match ioctl_garbage(path) {
+            Ok(n) => {
+                println!("ioctl-garbage: {n} requests, all refused as expected");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ioctl-garbage: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: vmtool open-errno PATH | ioctl-garbage PATH | as-nobody CMD... | without-cap CMD...");
+            ExitCode::from(2)
+        }
+    }
+}
