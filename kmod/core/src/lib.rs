@@ -7,4 +7,7 @@
 //! input: in the kernel a panic is an oops.
 #![cfg_attr(not(test), no_std)]
 
+pub mod payload;
+pub mod reloc;
 pub mod uapi;
+pub mod x86;
