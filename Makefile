@@ -13,7 +13,7 @@ STATIC_RUSTFLAGS := -C target-feature=+crt-static
 
 KDIR ?= $(shell scripts/test-kernel --print-dir)
 
-.PHONY: all kernel kmod cli host-test lint vm-test test demo clean rust-toolchain
+.PHONY: all kernel kmod cli updates host-test lint vm-test test demo clean rust-toolchain
 
 all: kmod cli
 
@@ -31,14 +31,19 @@ cli: rust-toolchain
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --release --locked --target $(HOST_TARGET) \
 	  -p ksplice-cli -p vmtool
 
-host-test: rust-toolchain
+# Updates built by ksplice-create from tests/patches, for the VM tests.
+updates: cli kernel
+	scripts/build-test-updates
+
+# The ksplice-create tests run against the cached test kernel.
+host-test: rust-toolchain kernel
 	cargo test --workspace --locked
 
 lint: rust-toolchain
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo fmt --all --check
 
-vm-test: kmod cli
+vm-test: kmod cli updates
 	scripts/vm-test
 
 test: host-test lint vm-test

@@ -25,6 +25,15 @@ use kernel::{
 #[path = "core/src/uapi.rs"]
 mod uapi;
 
+// Compiled here already so the kernel's rustc flags check them; apply and
+// undo (the next step) use them.
+#[allow(dead_code, unreachable_pub)]
+#[path = "core/src/payload.rs"]
+mod payload;
+#[allow(dead_code, unreachable_pub)]
+#[path = "core/src/reloc.rs"]
+mod reloc;
+
 // SAFETY: These structs are `#[repr(C)]`, made only of integers and integer
 // arrays, with no padding (the core crate's layout tests prove it), so every
 // bit pattern is valid and every byte is initialised.

@@ -16,6 +16,11 @@ pub enum ExitStatus {
     NotLoaded = 3,
     /// The caller lacks root / `CAP_SYS_MODULE`.
     PermissionDenied = 4,
+    /// The change cannot be made safely: ksplice-create cannot turn the
+    /// patch into an update (or, for apply/undo, the kernel refused it).
+    Refused = 5,
+    /// Compiling the kernel objects or linking update.ko failed.
+    BuildFailed = 6,
 }
 
 impl From<ExitStatus> for std::process::ExitCode {
@@ -54,6 +59,15 @@ pub enum Error {
 
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+
+    #[error(transparent)]
+    Create(#[from] crate::create::CreateError),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -62,6 +76,11 @@ impl Error {
         match self {
             Self::NotLoaded { .. } => ExitStatus::NotLoaded,
             Self::PermissionDenied { .. } => ExitStatus::PermissionDenied,
+            Self::Create(e) if e.is_refusal() => ExitStatus::Refused,
+            Self::Create(
+                crate::create::CreateError::CompileFailed { .. }
+                | crate::create::CreateError::KbuildFailed { .. },
+            ) => ExitStatus::BuildFailed,
             _ => ExitStatus::Failure,
         }
     }

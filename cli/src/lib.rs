@@ -4,6 +4,7 @@
 //! parse arguments, call into this library and turn its [`Error`] into an
 //! exit code.
 
+pub mod create;
 pub mod device;
 pub mod error;
 

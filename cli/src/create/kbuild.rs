@@ -1,0 +1,314 @@
+//! What ksplice-create reads from a configured, built kernel tree: the
+//! source tree, the compile command and dependencies of each object (from
+//! kbuild's `.cmd` files), exports, `System.map` and the build identity.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use log::debug;
+
+use super::CreateError;
+
+/// A kernel build directory and the source tree it was built from.
+pub struct KernelTree {
+    /// The build (object) directory: `.config`, `vmlinux`, `.cmd` files.
+    pub objtree: PathBuf,
+    /// The source tree: `objtree/source` for `O=` builds, else `objtree`.
+    pub srctree: PathBuf,
+    /// `include/config/kernel.release`.
+    pub release: String,
+    /// The `.config` options that are set, e.g. `CONFIG_DEBUG_BUGVERBOSE`.
+    config: BTreeSet<String>,
+}
+
+/// How one object file of vmlinux was compiled.
+#[derive(Clone, Debug)]
+pub struct CompileCommand {
+    /// Object path relative to the objtree, e.g. `fs/proc/loadavg.o`.
+    pub object: String,
+    /// The source file, as an absolute path inside the srctree.
+    pub source: PathBuf,
+    /// The saved command line, split into words.
+    pub argv: Vec<String>,
+}
+
+impl KernelTree {
+    /// Opens and sanity-checks a kernel build directory.
+    pub fn open(dir: &Path) -> Result<Self, CreateError> {
+        let objtree = fs::canonicalize(dir).map_err(|e| CreateError::io(dir, e))?;
+        let config_text = fs::read_to_string(objtree.join(".config")).map_err(|_| {
+            CreateError::NotAKernelTree {
+                dir: objtree.clone(),
+                missing: ".config",
+            }
+        })?;
+        if !objtree.join("vmlinux").is_file() {
+            return Err(CreateError::NotAKernelTree {
+                dir: objtree,
+                missing: "vmlinux (build the kernel first)",
+            });
+        }
+        let source_link = objtree.join("source");
+        let srctree = if source_link.exists() {
+            fs::canonicalize(&source_link).map_err(|e| CreateError::io(&source_link, e))?
+        } else {
+            objtree.clone()
+        };
+        let release_path = objtree.join("include/config/kernel.release");
+        let release = fs::read_to_string(&release_path)
+            .map_err(|e| CreateError::io(&release_path, e))?
+            .trim()
+            .to_owned();
+        let config = config_text
+            .lines()
+            .filter_map(|l| l.strip_suffix("=y"))
+            .filter(|k| k.starts_with("CONFIG_"))
+            .map(str::to_owned)
+            .collect();
+        debug!(
+            "kernel {release}: objtree {}, srctree {}",
+            objtree.display(),
+            srctree.display()
+        );
+        Ok(Self {
+            objtree,
+            srctree,
+            release,
+            config,
+        })
+    }
+
+    /// Whether a boolean option is set to `y`.
+    pub fn config(&self, option: &str) -> bool {
+        self.config.contains(option)
+    }
+
+    /// The compile command of `object` (relative to the objtree), if the
+    /// kernel built it.
+    pub fn compile_command(&self, object: &str) -> Result<Option<CompileCommand>, CreateError> {
+        let (dir, file) = object.rsplit_once('/').unwrap_or(("", object));
+        let cmd_path = self.objtree.join(dir).join(format!(".{file}.cmd"));
+        let Ok(text) = fs::read_to_string(&cmd_path) else {
+            return Ok(None);
+        };
+        let prefix = format!("savedcmd_{object} := ");
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .ok_or_else(|| CreateError::BadCmdFile {
+                path: cmd_path.clone(),
+                why: "no savedcmd line",
+            })?;
+        let argv = split_shell_words(line).ok_or_else(|| CreateError::BadCmdFile {
+            path: cmd_path.clone(),
+            why: "unbalanced quotes",
+        })?;
+        // Only a single compiler invocation "... -c -o OBJ SRC" is reproducible.
+        let n = argv.len();
+        if n < 4
+            || argv[n - 4] != "-c"
+            || argv[n - 3] != "-o"
+            || argv[n - 2] != object
+            || argv.iter().any(|a| a == ";" || a == "&&")
+        {
+            return Err(CreateError::BadCmdFile {
+                path: cmd_path,
+                why: "not a plain 'cc ... -c -o OBJ SRC' command",
+            });
+        }
+        let source = PathBuf::from(&argv[n - 1]);
+        let source = if source.is_absolute() {
+            source
+        } else {
+            self.srctree.join(source)
+        };
+        Ok(Some(CompileCommand {
+            object: object.to_owned(),
+            source,
+            argv,
+        }))
+    }
+
+    /// Every object whose recorded dependencies include one of `headers`
+    /// (paths relative to the srctree), from all `.o.cmd` files.
+    pub fn objects_depending_on(
+        &self,
+        headers: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, CreateError> {
+        let wanted: HashMap<PathBuf, &String> =
+            headers.iter().map(|h| (self.srctree.join(h), h)).collect();
+        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut stack = vec![self.objtree.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    if name != "source" && !name.starts_with('.') {
+                        stack.push(path);
+                    }
+                    continue;
+                }
+                let Some(obj_file) = name
+                    .strip_prefix('.')
+                    .and_then(|n| n.strip_suffix(".o.cmd"))
+                else {
+                    continue;
+                };
+                let Ok(text) = fs::read_to_string(&path) else {
+                    continue;
+                };
+                let rel_dir = dir.strip_prefix(&self.objtree).unwrap_or(&dir);
+                let object = rel_dir
+                    .join(format!("{obj_file}.o"))
+                    .to_string_lossy()
+                    .into_owned();
+                for dep in text.lines().map(|l| l.trim().trim_end_matches('\\').trim()) {
+                    let dep_path = if Path::new(dep).is_absolute() {
+                        PathBuf::from(dep)
+                    } else {
+                        self.srctree.join(dep)
+                    };
+                    if let Some(header) = wanted.get(&dep_path) {
+                        found
+                            .entry(object.clone())
+                            .or_default()
+                            .push((*header).clone());
+                    }
+                }
+            }
+        }
+        // Only objects that kbuild compiled from C count.
+        found.retain(|object, _| {
+            let (d, f) = object.rsplit_once('/').unwrap_or(("", object));
+            let src_c = self.srctree.join(d).join(f.replace(".o", ".c"));
+            src_c.exists()
+        });
+        Ok(found)
+    }
+
+    /// Exported vmlinux symbols and their namespaces, from `Module.symvers`.
+    pub fn exports(&self) -> Result<HashMap<String, String>, CreateError> {
+        let path = self.objtree.join("Module.symvers");
+        let text = fs::read_to_string(&path).map_err(|e| CreateError::io(&path, e))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() >= 4 && f[2] == "vmlinux")
+                    .then(|| (f[1].to_owned(), f.get(4).copied().unwrap_or("").to_owned()))
+            })
+            .collect())
+    }
+
+    /// `System.map` as name -> type letters seen (`T`, `t`, `D`, ...).
+    pub fn system_map(&self) -> Result<HashMap<String, Vec<char>>, CreateError> {
+        let path = self.objtree.join("System.map");
+        let text = fs::read_to_string(&path).map_err(|e| CreateError::io(&path, e))?;
+        let mut map: HashMap<String, Vec<char>> = HashMap::new();
+        for line in text.lines() {
+            let mut f = line.split_whitespace();
+            if let (Some(_), Some(t), Some(name)) = (f.next(), f.next(), f.next()) {
+                map.entry(name.to_owned())
+                    .or_default()
+                    .extend(t.chars().next());
+            }
+        }
+        Ok(map)
+    }
+
+    /// The GNU build id of `vmlinux`.
+    pub fn build_id(&self) -> Result<Vec<u8>, CreateError> {
+        use object::Object as _;
+        let path = self.objtree.join("vmlinux");
+        let data = fs::read(&path).map_err(|e| CreateError::io(&path, e))?;
+        let file = object::File::parse(&*data).map_err(|e| CreateError::elf(&path, e))?;
+        Ok(file
+            .build_id()
+            .map_err(|e| CreateError::elf(&path, e))?
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default())
+    }
+}
+
+/// Splits a kbuild command line into words, honouring '…', "…" and \.
+fn split_shell_words(line: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => word.push(c),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => word.push(chars.next()?),
+                        c => word.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                word.push(chars.next()?);
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Some(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kbuild_quoting_is_undone() {
+        let words =
+            split_shell_words(r#"gcc -DKBUILD_MODFILE='"fs/proc/proc"' -DX=\"y\" -c -o a.o a.c"#)
+                .unwrap();
+        assert_eq!(
+            words,
+            [
+                "gcc",
+                r#"-DKBUILD_MODFILE="fs/proc/proc""#,
+                r#"-DX="y""#,
+                "-c",
+                "-o",
+                "a.o",
+                "a.c"
+            ]
+        );
+        assert_eq!(split_shell_words("gcc 'unterminated"), None);
+    }
+}

@@ -1,0 +1,356 @@
+//! ksplice-create against the cached test kernel and unmodified kernel
+//! sources, with the patches in tests/patches/. Needs the test kernel
+//! (`make kernel`; `make test` builds it first).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use ksplice_core::payload::Payload;
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn kernel_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/test-kernel"))
+            .arg("--print-dir")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/test-kernel failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+fn patch(name: &str) -> PathBuf {
+    repo().join("tests/patches").join(name)
+}
+
+fn create(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_ksplice-create"))
+        .arg("--kernel")
+        .arg(kernel_dir())
+        .arg("-q")
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `--explain` output as (action, function) pairs, e.g. ("replace", "f").
+fn explain(name: &str) -> BTreeSet<(String, String)> {
+    let out = create(&["--explain", patch(name).to_str().unwrap()]);
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let action = words.next()?;
+            let function = words.next()?.trim_end_matches(':');
+            matches!(action, "replace" | "add" | "copy")
+                .then(|| (action.to_owned(), function.to_owned()))
+        })
+        .collect()
+}
+
+fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    items
+        .iter()
+        .map(|(a, f)| (a.to_string(), f.to_string()))
+        .collect()
+}
+
+/// Builds the update and returns the payload embedded in it.
+fn build(name: &str, id: &str) -> (PathBuf, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let ko = dir.join(format!("{id}.ko"));
+    let out = create(&[
+        "--id",
+        id,
+        "-o",
+        ko.to_str().unwrap(),
+        patch(name).to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let data = std::fs::read(&ko).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let sym = file
+        .symbols()
+        .find(|s| s.name() == Ok("__ksplice_payload"))
+        .expect("update.ko has __ksplice_payload");
+    let section = file.section_by_index(sym.section_index().unwrap()).unwrap();
+    let bytes = section.data().unwrap();
+    let payload = bytes[sym.address() as usize..(sym.address() + sym.size()) as usize].to_vec();
+    // No kernel symbol may be left for the module loader to resolve
+    // except exported ones; none of these is exported.
+    for s in file
+        .symbols()
+        .filter(|s| s.is_undefined() && !s.name().unwrap_or("").is_empty())
+    {
+        let name = s.name().unwrap();
+        assert!(
+            ![
+                "get_avenrun",
+                "nr_running",
+                "nr_threads",
+                "task_tgid_vnr_internal"
+            ]
+            .contains(&name),
+            "{name} left unresolved"
+        );
+    }
+    (ko, payload)
+}
+
+fn replaced_names(payload: &[u8]) -> BTreeSet<String> {
+    let p = Payload::parse(payload).unwrap();
+    p.replacements
+        .iter()
+        .map(|r| {
+            p.symbol_name(p.functions.get(r.function).unwrap().symbol)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_one_line_fix_in_a_global_function_replaces_just_that_syscall() {
+    assert_eq!(
+        explain("a-global-function.patch"),
+        set(&[
+            ("replace", "__do_sys_getppid"),
+            ("replace", "__x64_sys_getppid")
+        ])
+    );
+    let (_, payload) = build("a-global-function.patch", "test-a");
+    let p = Payload::parse(&payload).unwrap();
+    assert_eq!(p.id(), "test-a");
+    assert_eq!(
+        p.release(),
+        std::fs::read_to_string(kernel_dir().join("include/config/kernel.release"))
+            .unwrap()
+            .trim()
+    );
+    assert_eq!(p.build_id().len(), 20, "the vmlinux build id is recorded");
+    assert_eq!(
+        replaced_names(&payload),
+        ["__do_sys_getppid", "__x64_sys_getppid"]
+            .map(String::from)
+            .into()
+    );
+}
+
+#[test]
+fn b_a_change_in_an_inlined_static_function_replaces_its_caller() {
+    let out = create(&[
+        "--explain",
+        patch("b-inlined-static.patch").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("replace proc_pid_status") && text.contains("changed inlined callee"),
+        "{text}"
+    );
+    assert_eq!(
+        explain("b-inlined-static.patch"),
+        set(&[("replace", "proc_pid_status")])
+    );
+    let (_, payload) = build("b-inlined-static.patch", "test-b");
+    assert_eq!(
+        replaced_names(&payload),
+        ["proc_pid_status".to_owned()].into()
+    );
+}
+
+#[test]
+fn c_a_new_helper_is_added_and_its_caller_replaced() {
+    assert_eq!(
+        explain("c-new-helper.patch"),
+        set(&[
+            ("replace", "loadavg_proc_show"),
+            ("add", "ksplice_test_threads")
+        ])
+    );
+    let (_, payload) = build("c-new-helper.patch", "test-c");
+    let p = Payload::parse(&payload).unwrap();
+    let places: BTreeSet<&str> = (0..p.places.len()).map(|i| p.place_name(i)).collect();
+    assert!(
+        places.contains("ksplice_test_threads") && places.contains("loadavg_proc_show"),
+        "{places:?}"
+    );
+    // get_avenrun, nr_running and nr_threads are not exported: the core
+    // writes them after run-pre matching.
+    let post: BTreeSet<&str> = p
+        .post_relocs
+        .iter()
+        .map(|r| p.symbol_name(r.symbol))
+        .collect();
+    for name in ["get_avenrun", "nr_running", "nr_threads"] {
+        assert!(
+            post.contains(name),
+            "{name} is not a post relocation: {post:?}"
+        );
+    }
+}
+
+#[test]
+fn d_a_changed_string_literal_changes_only_its_user() {
+    let out = create(&[
+        "--explain",
+        patch("d-string-literal.patch").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("replace loadavg_proc_show: changed relocations"));
+    assert_eq!(
+        explain("d-string-literal.patch"),
+        set(&[("replace", "loadavg_proc_show")])
+    );
+    let (ko, _) = build("d-string-literal.patch", "test-d");
+    let data = std::fs::read(ko).unwrap();
+    assert!(
+        data.windows(8).any(|w| w == b" ksplice"),
+        "the new string is in update.ko"
+    );
+}
+
+#[test]
+fn e_shifted_line_numbers_do_not_mark_functions_with_warn_on_as_changed() {
+    assert_eq!(
+        explain("e-line-shift.patch"),
+        set(&[("replace", "__x64_sys_set_tid_address")])
+    );
+    // The #line directives keep every bug table entry (which holds __LINE__)
+    // of the unchanged functions identical.
+    let work = tempfile::tempdir().unwrap();
+    let out = create(&[
+        "--explain",
+        "--work-dir",
+        work.path().to_str().unwrap(),
+        patch("e-line-shift.patch").to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let bug_table = |variant: &str| {
+        let data = std::fs::read(work.path().join(variant).join("kernel/fork.o")).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        file.section_by_name("__bug_table")
+            .unwrap()
+            .data()
+            .unwrap()
+            .to_vec()
+    };
+    let (pre, post) = (bug_table("pre"), bug_table("post"));
+    assert!(!pre.is_empty());
+    assert_eq!(
+        pre, post,
+        "bug table entries differ: __LINE__ was not neutralised"
+    );
+}
+
+#[test]
+fn f_a_changed_data_initializer_is_refused_with_the_reason() {
+    let out = create(&[
+        "--explain",
+        patch("f-data-initializer.patch").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("overflowuid") && err.contains("data changes need a hook"),
+        "{err}"
+    );
+}
+
+#[test]
+fn g_a_header_change_rebuilds_every_object_that_includes_it() {
+    let out = create(&["--explain", patch("g-header.patch").to_str().unwrap()]);
+    assert!(out.status.success());
+    let found: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("rebuilt ")?
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    // Independently: every .o.cmd under the build dir that names the header.
+    let header = kernel_dir()
+        .join("source/fs/proc/internal.h")
+        .canonicalize()
+        .unwrap();
+    let mut expected = BTreeSet::new();
+    let mut stack = vec![kernel_dir().to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                if name != "source" {
+                    stack.push(path);
+                }
+            } else if name.starts_with('.')
+                && name.ends_with(".o.cmd")
+                && std::fs::read_to_string(&path)
+                    .unwrap()
+                    .contains(header.to_str().unwrap())
+            {
+                let rel = path.parent().unwrap().strip_prefix(kernel_dir()).unwrap();
+                let obj = rel.join(&name[1..name.len() - 4]);
+                if kernel_dir()
+                    .join("source")
+                    .join(obj.with_extension("c"))
+                    .exists()
+                {
+                    expected.insert(obj.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    assert!(expected.len() > 10, "{expected:?}");
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn refuses_assembly_and_build_changes_and_patches_that_do_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.patch");
+    std::fs::write(
+        &bad,
+        "--- a/arch/x86/entry/entry_64.S\n+++ b/arch/x86/entry/entry_64.S\n@@ -1 +1 @@\n-x\n+y\n",
+    )
+    .unwrap();
+    let out = create(&["--explain", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5));
+    std::fs::write(&bad, "--- a/fs/proc/loadavg.c\n+++ b/fs/proc/loadavg.c\n@@ -1,1 +1,1 @@\n-not the first line\n+x\n").unwrap();
+    let out = create(&["--explain", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not apply"));
+}
+
+#[test]
+fn the_users_kernel_tree_is_not_modified() {
+    let source = kernel_dir().join("source/fs/proc/loadavg.c");
+    let before = std::fs::read(&source).unwrap();
+    let object = kernel_dir().join("fs/proc/loadavg.o");
+    let object_before = std::fs::read(&object).unwrap();
+    build("c-new-helper.patch", "test-untouched");
+    assert_eq!(std::fs::read(&source).unwrap(), before);
+    assert_eq!(std::fs::read(&object).unwrap(), object_before);
+}
