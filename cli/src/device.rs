@@ -5,13 +5,26 @@ use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use ksplice_core::uapi::{self, Info, ListRequest, UpdateEntry};
+use ksplice_core::uapi::{
+    self, ApplyRequest, Info, ListRequest, OpResult, UndoRequest, UpdateEntry,
+};
 use log::debug;
 
 use crate::Error;
 
 nix::ioctl_read_bad!(ioctl_info, uapi::IOC_INFO, Info);
 nix::ioctl_readwrite_bad!(ioctl_list, uapi::IOC_LIST, ListRequest);
+nix::ioctl_readwrite_bad!(ioctl_apply, uapi::IOC_APPLY, ApplyRequest);
+nix::ioctl_readwrite_bad!(ioctl_undo, uapi::IOC_UNDO, UndoRequest);
+
+/// How hard the kernel tries before `code_busy`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Retry {
+    /// Stack-check attempts (0: the kernel's default, 5).
+    pub tries: u32,
+    /// Sleep between attempts in ms (0: the kernel's default, 1000).
+    pub retry_ms: u32,
+}
 
 /// An open `/dev/ksplice` whose module speaks our ABI version.
 pub struct Device {
@@ -95,6 +108,55 @@ impl Device {
             // Updates were added since the last call: grow and ask again.
             entries.resize(request.total as usize, UpdateEntry::zeroed());
         }
+    }
+
+    /// Applies the update whose payload is `payload`, carried by the loaded
+    /// module `module`.
+    pub fn apply(&self, payload: &[u8], module: &str, retry: Retry) -> Result<OpResult, Error> {
+        let mut request = ApplyRequest {
+            payload: payload.as_ptr() as u64,
+            payload_len: u32::try_from(payload.len()).map_err(|_| Error::MalformedReply {
+                what: "payload size",
+            })?,
+            tries: retry.tries,
+            retry_ms: retry.retry_ms,
+            flags: 0,
+            module: [0; uapi::MODULE_NAME_LEN],
+            result: OpResult::zeroed(),
+        };
+        for (d, s) in request
+            .module
+            .iter_mut()
+            .zip(module.bytes().take(uapi::MODULE_NAME_LEN - 1))
+        {
+            *d = s;
+        }
+        // SAFETY: `request` is a valid `ApplyRequest` and points at
+        // `payload`, which outlives the call.
+        self.check(
+            unsafe { ioctl_apply(self.file.as_raw_fd(), &mut request) },
+            "APPLY",
+        )?;
+        Ok(request.result)
+    }
+
+    /// Undoes the applied update `id`.
+    pub fn undo(&self, id: &str, retry: Retry) -> Result<OpResult, Error> {
+        let mut request = UndoRequest {
+            id: [0; uapi::ID_MAX_LEN + 1],
+            tries: retry.tries,
+            retry_ms: retry.retry_ms,
+            result: OpResult::zeroed(),
+        };
+        for (d, s) in request.id.iter_mut().zip(id.bytes().take(uapi::ID_MAX_LEN)) {
+            *d = s;
+        }
+        // SAFETY: `request` is a valid `UndoRequest`.
+        self.check(
+            unsafe { ioctl_undo(self.file.as_raw_fd(), &mut request) },
+            "UNDO",
+        )?;
+        Ok(request.result)
     }
 
     fn check(&self, result: nix::Result<i32>, request: &'static str) -> Result<(), Error> {

@@ -63,6 +63,22 @@ pub enum Error {
     #[error(transparent)]
     Create(#[from] crate::create::CreateError),
 
+    #[error("{operation} refused: {}: {detail}", abort.as_str())]
+    Refused {
+        operation: &'static str,
+        abort: ksplice_core::uapi::Abort,
+        detail: String,
+    },
+
+    #[error("{path}: not a ksplice update: {why}")]
+    NotAnUpdate { path: PathBuf, why: String },
+
+    #[error("cannot load {path}: {source}")]
+    LoadModule { path: PathBuf, source: nix::Error },
+
+    #[error("cannot unload module {name}: {source}")]
+    UnloadModule { name: String, source: nix::Error },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -77,6 +93,7 @@ impl Error {
             Self::NotLoaded { .. } => ExitStatus::NotLoaded,
             Self::PermissionDenied { .. } => ExitStatus::PermissionDenied,
             Self::Create(e) if e.is_refusal() => ExitStatus::Refused,
+            Self::Refused { .. } => ExitStatus::Refused,
             Self::Create(
                 crate::create::CreateError::CompileFailed { .. }
                 | crate::create::CreateError::KbuildFailed { .. },
@@ -95,7 +112,31 @@ impl Error {
             Self::AbiMismatch { .. } => {
                 Some("install ksplice.ko and the tools from the same build")
             }
+            Self::Create(crate::create::CreateError::DataChange { .. }) => {
+                Some("rewrite the fix so it does not change initial values of variables")
+            }
+            Self::Refused { abort, .. } => Some(abort_hint(*abort)),
             _ => None,
         }
+    }
+}
+
+/// What a sysadmin can do about each abort code.
+fn abort_hint(abort: ksplice_core::uapi::Abort) -> &'static str {
+    use ksplice_core::uapi::Abort;
+    match abort {
+        Abort::NoMatch => "the update was built from source that differs from the running kernel; build it from the exact source and config of this kernel (nothing was changed)",
+        Abort::CodeBusy => "a task stayed inside a function being replaced; retry when the system is quieter, or raise --tries (nothing was changed)",
+        Abort::WrongKernel => "build the update against the tree of the running kernel (uname -r, and the same build)",
+        Abort::BadPayload => "the update file is damaged or was not made by ksplice-create; rebuild it",
+        Abort::ModuleNotLoaded => "load update.ko first (ksplice-apply does this)",
+        Abort::AlreadyApplied => "see ksplice-view; undo it first to apply it again",
+        Abort::NotApplied => "see ksplice-view for the applied update ids",
+        Abort::OutOfOrder => "undo updates in the reverse order of applying them",
+        Abort::UnsafeSite => "a replaced function has no safe spot for a trampoline; mark it noinline or change the fix",
+        Abort::CodeChanged => "something else (ftrace, a kprobe, jump labels) changed the code meanwhile; retry",
+        Abort::MissingSymbol => "a symbol the new code needs could not be located unambiguously",
+        Abort::OutOfMemory => "the kernel is short of memory; retry",
+        Abort::None => "",
     }
 }

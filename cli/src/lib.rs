@@ -7,6 +7,7 @@
 pub mod create;
 pub mod device;
 pub mod error;
+pub mod module;
 
 pub use error::{Error, ExitStatus};
 

@@ -38,3 +38,26 @@ as_nobody() { vmtool as-nobody "$@"; }
 
 # Runs "$@" as root but without CAP_SYS_MODULE.
 without_cap_sys_module() { vmtool without-cap "$@"; }
+
+UPDATES=/work/updates
+
+# The parent pid as getppid() reports it (busy-box sh sets $PPID from it).
+getppid_now() { sh -c 'echo $PPID'; }
+
+# Applies /work/updates/NAME.ko; extra arguments go to ksplice-apply.
+apply_update() {
+    local name=$1
+    shift
+    ksplice-apply --core "$KSPLICE_KO" "$@" "$UPDATES/$name.ko" || fail "ksplice-apply $name failed"
+}
+
+undo_update() {
+    ksplice-undo "$@" || fail "ksplice-undo $* failed"
+}
+
+# Fails unless ksplice-view lists exactly the given update ids, in order.
+expect_applied() {
+    local got
+    got=$(ksplice-view --json | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | tr '\n' ' ')
+    [ "$got" = "$* " ] || [ "$got" = "$*" ] || fail "applied updates are '$got', want '$*'"
+}

@@ -35,6 +35,10 @@ struct Args {
     /// Keep the scratch directory here instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
+    /// A patch an earlier update (still applied) was built from; repeat in
+    /// the order they were applied. The new update stacks on top of them.
+    #[arg(long, value_name = "PATCH")]
+    applied: Vec<PathBuf>,
     /// No progress lines.
     #[arg(short, long)]
     quiet: bool,
@@ -73,7 +77,18 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
             scratch.path().to_owned()
         }
     };
+    let applied = args
+        .applied
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|source| Error::Io {
+                path: p.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let request = Request {
+        applied: &applied,
         kernel: &args.kernel,
         patch_text: &patch_text,
         id: &id,

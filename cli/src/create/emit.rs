@@ -11,7 +11,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use ksplice_core::payload::{HeaderFields, SymbolKind};
+use ksplice_core::payload::{HeaderFields, SymbolKind, NAME_MAX, STRING_PREFIX};
+
+/// Longest string literal whose text goes into the payload (as hex).
+const STRING_MAX: usize = (NAME_MAX - STRING_PREFIX.len()) / 2;
 use log::{debug, info};
 use object::elf;
 use object::read::elf::SectionHeader as _;
@@ -578,6 +581,7 @@ impl<'a> Context<'a> {
         let symbol = self.payload.symbol(&spec);
         let mut relocs = Vec::new();
         for r in &item.relocs {
+            let string_name;
             let target_spec = match &r.target {
                 Target::Named(n) => {
                     let defined = unit
@@ -599,7 +603,18 @@ impl<'a> Context<'a> {
                         },
                     }
                 }
-                // Anonymous data (string literals): matched as wildcards.
+                // String literals: named by their text so the kernel checks it.
+                Target::Str(text) if text.len() <= STRING_MAX => {
+                    string_name = format!(
+                        "{STRING_PREFIX}{}",
+                        text.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    );
+                    SymbolSpec {
+                        unit: Some(unit.object.as_str()),
+                        name: &string_name,
+                        kind: SymbolKind::Section,
+                    }
+                }
                 Target::Str(_) => SymbolSpec {
                     unit: Some(unit.object.as_str()),
                     name: ".rodata.str",
@@ -612,7 +627,13 @@ impl<'a> Context<'a> {
                 },
             };
             let target = self.payload.symbol(&target_spec);
-            relocs.push((r.offset as u32, target, r.r_type as u8, r.addend));
+            // A string symbol is the string's first byte: the addend is then
+            // the PC adjustment alone.
+            let addend = match &r.target {
+                Target::Str(_) => -objdiff::pc_adjust(r.r_type),
+                _ => r.addend,
+            };
+            relocs.push((r.offset as u32, target, r.r_type as u8, addend));
         }
         let fresh = !self.payload.has_function(symbol);
         let index = self.payload.add_function(symbol, &item.bytes, &relocs);
@@ -844,10 +865,8 @@ fn add_global(out: &mut write::Object<'static>, section: SectionId, name: &str, 
     });
 }
 
-/// The module name for an update id: `ksplice_<id>` with `-`/`.` as `_`.
-pub fn module_name(id: &str) -> String {
-    format!("ksplice_{}", id.replace(['-', '.'], "_"))
-}
+/// The module name for an update id.
+pub use crate::module::name_for_id as module_name;
 
 /// Links `post.o` into `<module_name>.ko` with the kernel's own kbuild.
 pub fn build_module(

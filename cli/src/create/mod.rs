@@ -110,6 +110,9 @@ pub struct Request<'a> {
     pub work_dir: &'a Path,
     /// Print progress lines.
     pub progress: bool,
+    /// Patches of updates already applied to the running kernel (for
+    /// stacking): the pre source has them, the post source too.
+    pub applied: &'a [String],
 }
 
 /// A rebuilt object and why it was rebuilt.
@@ -144,7 +147,14 @@ pub fn default_id(patch_text: &str) -> String {
 /// Steps 1-4: patch, find, compile and compare.
 pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
     let tree = KernelTree::open(req.kernel)?;
-    let files = patch::apply(req.patch_text, &tree.srctree)?;
+    // Patches of updates already applied: part of both pre and post.
+    let mut base: BTreeMap<String, String> = BTreeMap::new();
+    for applied in req.applied {
+        for f in patch::apply_on(applied, &tree.srctree, &base)? {
+            base.insert(f.path.clone(), f.plain_post_text);
+        }
+    }
+    let files = patch::apply_on(req.patch_text, &tree.srctree, &base)?;
     let mut notes = Vec::new();
 
     let mut affected: BTreeMap<String, Affected> = BTreeMap::new();
@@ -193,9 +203,15 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         info!("{object}: rebuilt because of {}", a.because.join(", "));
     }
 
-    // The post build sees the patched files through an overlay that is
-    // searched before the source tree (see `compile`).
+    // Each build sees its files through an overlay searched before the
+    // source tree (see `compile`): pre holds the sources as earlier updates
+    // left them, post also the patched files.
+    let pre_overlay = req.work_dir.join("pre-overlay");
     let overlay = req.work_dir.join("overlay");
+    for (path, text) in &base {
+        write_file(&pre_overlay.join(path), text.as_bytes())?;
+        write_file(&overlay.join(path), text.as_bytes())?;
+    }
     for file in &files {
         write_file(&overlay.join(&file.path), file.post_text.as_bytes())?;
     }
@@ -205,13 +221,16 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
             .source
             .strip_prefix(&tree.srctree)
             .unwrap_or(&a.command.source);
-        let in_overlay = overlay.join(rel);
-        if !in_overlay.exists() {
-            let text =
-                fs::read(&a.command.source).map_err(|e| CreateError::io(&a.command.source, e))?;
-            write_file(&in_overlay, &text)?;
+        for dir in [&pre_overlay, &overlay] {
+            let in_overlay = dir.join(rel);
+            if (!base.is_empty() || dir == &overlay) && !in_overlay.exists() {
+                let text = fs::read(&a.command.source)
+                    .map_err(|e| CreateError::io(&a.command.source, e))?;
+                write_file(&in_overlay, &text)?;
+            }
         }
     }
+    let pre_overlay = (!base.is_empty()).then_some(pre_overlay);
 
     let jobs: Vec<Job> = affected
         .values()
@@ -220,7 +239,7 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
                 Job {
                     command: &a.command,
                     variant: "pre",
-                    overlay: None,
+                    overlay: pre_overlay.as_deref(),
                 },
                 Job {
                     command: &a.command,

@@ -144,6 +144,10 @@ impl Object {
                     objects.insert(name, item);
                 }
             }
+            // Aliases (e.g. SYSCALL_DEFINE0's __x64_sys_x and __do_sys_x)
+            // are one piece of code: keep the alphabetically first name.
+            let mut seen = std::collections::HashSet::new();
+            functions.retain(|_, f| seen.insert((f.section, f.value)));
             (functions, objects)
         };
         object.functions = functions;
@@ -159,7 +163,7 @@ impl Object {
 
 /// Offset a PC-relative field is from the end of its instruction, assumed
 /// when locating what a relocation against a section symbol points at.
-fn pc_adjust(r_type: u32) -> i64 {
+pub fn pc_adjust(r_type: u32) -> i64 {
     match r_type {
         elf::R_X86_64_PC32 | elf::R_X86_64_PLT32 => 4,
         _ => 0,

@@ -20,6 +20,10 @@ pub enum FileKind {
 /// One file of the patch, with its patched contents.
 #[derive(Debug)]
 pub struct PatchedFile {
+    /// The text before the patch.
+    pub pre_text: String,
+    /// The text after the patch, without `#line` directives.
+    pub plain_post_text: String,
     /// Path relative to the source tree.
     pub path: String,
     /// C source or header.
@@ -107,6 +111,16 @@ fn words(line: &str) -> impl Iterator<Item = &str> {
 
 /// Parses `patch_text` and applies it to the files under `srctree`.
 pub fn apply(patch_text: &str, srctree: &std::path::Path) -> Result<Vec<PatchedFile>, CreateError> {
+    apply_on(patch_text, srctree, &std::collections::BTreeMap::new())
+}
+
+/// Like [`apply`], but files in `base` (path -> text) are patched from that
+/// text instead of the srctree: the source as earlier updates left it.
+pub fn apply_on(
+    patch_text: &str,
+    srctree: &std::path::Path,
+    base: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<PatchedFile>, CreateError> {
     let sections = split_files(patch_text);
     if sections.is_empty() {
         return Err(CreateError::BadPatch(
@@ -139,8 +153,11 @@ pub fn apply(patch_text: &str, srctree: &std::path::Path) -> Result<Vec<PatchedF
         let path = strip_prefix_component(new).to_owned();
         let kind = classify(&path)?;
         let original_path = srctree.join(&path);
-        let original = std::fs::read_to_string(&original_path)
-            .map_err(|e| CreateError::io(&original_path, e))?;
+        let original = match base.get(&path) {
+            Some(text) => text.clone(),
+            None => std::fs::read_to_string(&original_path)
+                .map_err(|e| CreateError::io(&original_path, e))?,
+        };
         let patch = diffy::Patch::from_str(section)
             .map_err(|e| CreateError::BadPatch(format!("{path}: {e}")))?;
         let patched = diffy::apply(&original, &patch).map_err(|e| {
@@ -193,6 +210,8 @@ pub fn apply(patch_text: &str, srctree: &std::path::Path) -> Result<Vec<PatchedF
         touched_names.sort();
         touched_names.dedup();
         files.push(PatchedFile {
+            pre_text: original.clone(),
+            plain_post_text: patched.clone(),
             path,
             kind,
             post_text: lines.concat(),

@@ -151,7 +151,9 @@ impl PayloadWriter {
     /// Encodes everything; `None` if a header field does not fit.
     pub fn finish(mut self, header: &HeaderFields<'_>) -> Option<Vec<u8>> {
         self.replacements.sort_by_key(|r| r.function);
-        self.sites.sort_by_key(|s| (s.function, s.offset));
+        // Nested alternatives share an offset: keep the outer (longest) site.
+        self.sites
+            .sort_by_key(|s| (s.function, s.offset, std::cmp::Reverse(s.len)));
         self.sites.dedup_by_key(|s| (s.function, s.offset));
         let mut out = vec![0u8; ksplice_core::payload::HEADER_LEN];
         let tables = [

@@ -9,5 +9,6 @@
 
 pub mod payload;
 pub mod reloc;
+pub mod runpre;
 pub mod uapi;
 pub mod x86;

@@ -54,6 +54,27 @@ pub enum SymbolKind {
     Section = 3,
 }
 
+/// A [`SymbolKind::Section`] symbol named with this prefix is a string
+/// literal: the rest of the name is its bytes in hex (without the NUL), so
+/// the kernel can check the live string, not just the code referring to it.
+pub const STRING_PREFIX: &str = "str:";
+
+/// Decodes the content of a [`STRING_PREFIX`] name into `out`; returns the
+/// length, or `None` if `name` is not one or `out` is too small.
+pub fn string_literal(name: &str, out: &mut [u8]) -> Option<usize> {
+    let hex = name.strip_prefix(STRING_PREFIX)?.as_bytes();
+    if hex.len() % 2 != 0 || hex.len() / 2 > out.len() {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16);
+    for (dst, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let hi = digit(*pair.first()?)?;
+        let lo = digit(*pair.get(1)?)?;
+        *dst = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(hex.len() / 2)
+}
+
 /// The symbol is file-local (`static`), so its name may be ambiguous.
 pub const SYMBOL_LOCAL: u8 = 1;
 
@@ -1007,6 +1028,22 @@ pub(crate) mod tests {
         );
         assert_eq!(p.post_relocs.get(0).unwrap().offset, 10);
         assert_eq!(p.post_relocs.get(1), None);
+    }
+
+    #[test]
+    fn string_literal_names_decode_and_bad_ones_are_refused() {
+        let mut out = [0u8; 8];
+        assert_eq!(string_literal("str:6b73706c", &mut out), Some(4));
+        assert_eq!(&out[..4], b"kspl");
+        assert_eq!(string_literal("str:", &mut out), Some(0));
+        assert_eq!(string_literal("str:6", &mut out), None);
+        assert_eq!(string_literal("str:zz", &mut out), None);
+        assert_eq!(string_literal("seq_printf", &mut out), None);
+        assert_eq!(
+            string_literal("str:000102030405060708", &mut out),
+            None,
+            "too long for out"
+        );
     }
 
     #[test]

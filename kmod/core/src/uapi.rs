@@ -9,7 +9,7 @@
 pub const DEVICE_PATH: &str = "/dev/ksplice";
 
 /// Bumped whenever a struct or command below changes incompatibly.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The ioctl "type" byte of `/dev/ksplice` (unused in ioctl-number.rst).
 pub const IOCTL_TYPE: u32 = 0xB5;
@@ -42,6 +42,169 @@ pub const IOC_LIST: u32 = ioc(
     0x02,
     core::mem::size_of::<ListRequest>(),
 );
+
+/// `APPLY`: userspace passes an [`ApplyRequest`]; the kernel fills its
+/// `result`.
+pub const IOC_APPLY: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x03,
+    core::mem::size_of::<ApplyRequest>(),
+);
+/// `UNDO`: userspace passes an [`UndoRequest`]; the kernel fills its
+/// `result`.
+pub const IOC_UNDO: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x04,
+    core::mem::size_of::<UndoRequest>(),
+);
+
+/// Longest module name (`MODULE_NAME_LEN` is 56 with the NUL).
+pub const MODULE_NAME_LEN: usize = 56;
+/// Length of the NUL-padded human-readable detail of a [`OpResult`].
+pub const DETAIL_LEN: usize = 200;
+/// Largest payload the kernel accepts.
+pub const PAYLOAD_MAX: u32 = 64 << 20;
+
+/// Why the kernel refused an operation. An expected refusal is not an
+/// ioctl error: the ioctl succeeds and [`OpResult::abort`] says why, so
+/// errnos stay for misuse of the ABI itself.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abort {
+    /// Nothing went wrong.
+    None = 0,
+    /// The pre code matches no candidate in the running kernel, or more
+    /// than one.
+    NoMatch = 1,
+    /// A task is running (or will return into) code being replaced.
+    CodeBusy = 2,
+    /// The update was built for another kernel release or build.
+    WrongKernel = 3,
+    /// The payload is malformed or disagrees with update.ko.
+    BadPayload = 4,
+    /// update.ko is not loaded.
+    ModuleNotLoaded = 5,
+    /// An update with this id is already applied.
+    AlreadyApplied = 6,
+    /// No update with this id is applied.
+    NotApplied = 7,
+    /// A later update must be undone first.
+    OutOfOrder = 8,
+    /// No safe place for the trampoline in a function.
+    UnsafeSite = 9,
+    /// The live code is no longer what ksplice wrote or matched.
+    CodeChanged = 10,
+    /// A needed kernel symbol could not be found or is ambiguous.
+    MissingSymbol = 11,
+    /// The kernel ran out of memory.
+    OutOfMemory = 12,
+}
+
+impl Abort {
+    /// Decodes the wire value.
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            0 => Self::None,
+            1 => Self::NoMatch,
+            2 => Self::CodeBusy,
+            3 => Self::WrongKernel,
+            4 => Self::BadPayload,
+            5 => Self::ModuleNotLoaded,
+            6 => Self::AlreadyApplied,
+            7 => Self::NotApplied,
+            8 => Self::OutOfOrder,
+            9 => Self::UnsafeSite,
+            10 => Self::CodeChanged,
+            11 => Self::MissingSymbol,
+            12 => Self::OutOfMemory,
+            _ => return None,
+        })
+    }
+
+    /// The stable code printed by the tools, as in Ksplice.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "ok",
+            Self::NoMatch => "no_match",
+            Self::CodeBusy => "code_busy",
+            Self::WrongKernel => "wrong_kernel",
+            Self::BadPayload => "bad_payload",
+            Self::ModuleNotLoaded => "module_not_loaded",
+            Self::AlreadyApplied => "already_applied",
+            Self::NotApplied => "not_applied",
+            Self::OutOfOrder => "out_of_order",
+            Self::UnsafeSite => "unsafe_site",
+            Self::CodeChanged => "code_changed",
+            Self::MissingSymbol => "missing_symbol",
+            Self::OutOfMemory => "out_of_memory",
+        }
+    }
+}
+
+/// The outcome of `APPLY` or `UNDO`, written by the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpResult {
+    /// An [`Abort`] value; 0 on success.
+    pub abort: u32,
+    /// Number of functions redirected (apply) or restored (undo).
+    pub functions: u32,
+    /// Length of the `stop_machine` pause that committed, in ns.
+    pub pause_ns: u64,
+    /// What to act on: the function, task or symbol involved. NUL-padded.
+    pub detail: [u8; DETAIL_LEN],
+}
+
+impl OpResult {
+    /// An all-zero value.
+    pub const fn zeroed() -> Self {
+        Self {
+            abort: 0,
+            functions: 0,
+            pause_ns: 0,
+            detail: [0; DETAIL_LEN],
+        }
+    }
+
+    /// The detail as text.
+    pub fn detail_str(&self) -> &str {
+        nul_terminated_str(&self.detail).unwrap_or("")
+    }
+}
+
+/// Argument of [`IOC_APPLY`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyRequest {
+    /// User address of the payload bytes.
+    pub payload: u64,
+    /// Their length, at most [`PAYLOAD_MAX`].
+    pub payload_len: u32,
+    /// Stack-check attempts before `code_busy` (0: the default, 5).
+    pub tries: u32,
+    /// Milliseconds to sleep between attempts (0: the default, 1000).
+    pub retry_ms: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+    /// Name of the loaded update module, NUL-padded.
+    pub module: [u8; MODULE_NAME_LEN],
+    /// Set by the kernel.
+    pub result: OpResult,
+}
+
+/// Argument of [`IOC_UNDO`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UndoRequest {
+    /// The update id, NUL-padded.
+    pub id: [u8; ID_MAX_LEN + 1],
+    /// Stack-check attempts before `code_busy` (0: the default, 5).
+    pub tries: u32,
+    /// Milliseconds to sleep between attempts (0: the default, 1000).
+    pub retry_ms: u32,
+    /// Set by the kernel.
+    pub result: OpResult,
+}
 
 /// Length of the NUL-padded kernel release field (`__NEW_UTS_LEN + 1`, rounded up).
 pub const RELEASE_LEN: usize = 68;
@@ -182,6 +345,34 @@ mod tests {
         assert_eq!(offset_of!(UpdateEntry, state), 32);
         assert_eq!(offset_of!(UpdateEntry, applied_at_ns), 40);
         assert_eq!(offset_of!(UpdateEntry, pause_ns), 48);
+    }
+
+    #[test]
+    fn apply_and_undo_structs_have_no_padding() {
+        assert_eq!(size_of::<OpResult>(), 4 + 4 + 8 + DETAIL_LEN);
+        assert_eq!(offset_of!(OpResult, pause_ns), 8);
+        assert_eq!(
+            size_of::<ApplyRequest>(),
+            8 + 4 * 4 + MODULE_NAME_LEN + size_of::<OpResult>()
+        );
+        assert_eq!(offset_of!(ApplyRequest, result), 80);
+        assert_eq!(size_of::<UndoRequest>(), 32 + 8 + size_of::<OpResult>());
+        assert_eq!(offset_of!(UndoRequest, result) % 8, 0);
+        let numbers = [IOC_INFO, IOC_LIST, IOC_APPLY, IOC_UNDO];
+        for (i, a) in numbers.iter().enumerate() {
+            assert!(numbers[i + 1..].iter().all(|b| a != b));
+        }
+    }
+
+    #[test]
+    fn abort_codes_round_trip_and_unknown_ones_are_none() {
+        for v in 0..=12 {
+            let abort = Abort::from_u32(v).unwrap();
+            assert_eq!(abort as u32, v);
+            assert!(!abort.as_str().is_empty());
+        }
+        assert_eq!(Abort::from_u32(13), None);
+        assert_eq!(Abort::CodeBusy.as_str(), "code_busy");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //!   `ok` or the errno name (e.g. `EPERM`). Always exits 0 when it ran.
 //! - `vmtool ioctl-garbage PATH`: sends unknown ioctl numbers and bad
 //!   pointers; exits 1 unless every one gets the expected errno.
+//! - `vmtool apply-payload UPDATE.ko MUTATION`: sends APPLY for the
+//!   update's module with its payload mutated (`none`, `truncate:N`,
+//!   `flip:SEED`, `garbage:SEED`, `release:TEXT`, `buildid`, `len:N`,
+//!   `module:NAME`); prints `abort=CODE` or `errno=NAME`.
 //! - `vmtool as-nobody CMD [ARG]...`: runs CMD as uid/gid 65534 with no
 //!   supplementary groups (and so no capabilities).
 //! - `vmtool without-cap CMD [ARG]...`: runs CMD as root, but with
@@ -129,6 +133,77 @@ fn ioctl_garbage(path: &str) -> Result<usize, String> {
     Ok(checks.get())
 }
 
+fn apply_payload(ko: &str, mutation: &str) -> Result<String, String> {
+    let update =
+        ksplice::module::UpdateFile::read(std::path::Path::new(ko)).map_err(|e| e.to_string())?;
+    let mut payload = update.payload.clone();
+    let mut module = update.module_name.clone();
+    let mut claimed_len = None;
+    let (what, arg) = mutation.split_once(':').unwrap_or((mutation, ""));
+    let number = || {
+        arg.parse::<u64>()
+            .map_err(|_| format!("bad number in {mutation}"))
+    };
+    match what {
+        "none" => {}
+        "truncate" => payload.truncate(number()? as usize),
+        "flip" => {
+            let mut rng = XorShift(number()? | 1);
+            for _ in 0..8 {
+                let at = (rng.next() as usize) % payload.len();
+                payload[at] ^= 1 << (rng.next() % 8);
+            }
+        }
+        "garbage" => {
+            let mut rng = XorShift(number()? | 1);
+            payload.iter_mut().for_each(|b| *b = rng.next() as u8);
+        }
+        // The release and build id sit at fixed header offsets.
+        "release" => {
+            let field = &mut payload[56..56 + ksplice_core::uapi::RELEASE_LEN];
+            field.fill(0);
+            field[..arg.len()].copy_from_slice(arg.as_bytes());
+        }
+        "buildid" => payload[128] ^= 0xff,
+        "len" => claimed_len = Some(number()? as u32),
+        "module" => module = arg.to_owned(),
+        _ => return Err(format!("unknown mutation {mutation}")),
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(uapi::DEVICE_PATH)
+        .map_err(|e| e.to_string())?;
+    let mut request = uapi::ApplyRequest {
+        payload: payload.as_ptr() as u64,
+        payload_len: claimed_len.unwrap_or(payload.len() as u32),
+        tries: 1,
+        retry_ms: 1,
+        flags: 0,
+        module: [0; uapi::MODULE_NAME_LEN],
+        result: uapi::OpResult::zeroed(),
+    };
+    for (d, s) in request
+        .module
+        .iter_mut()
+        .zip(module.bytes().take(uapi::MODULE_NAME_LEN - 1))
+    {
+        *d = s;
+    }
+    match raw_ioctl(
+        file.as_raw_fd(),
+        uapi::IOC_APPLY,
+        &mut request as *mut _ as u64,
+    ) {
+        Ok(_) => {
+            let abort =
+                uapi::Abort::from_u32(request.result.abort).map_or("unknown", uapi::Abort::as_str);
+            Ok(format!("abort={abort} {}", request.result.detail_str()))
+        }
+        Err(e) => Ok(format!("errno={e:?}")),
+    }
+}
+
 fn exec(argv: &[String]) -> ExitCode {
     let cargs: Result<Vec<std::ffi::CString>, _> = argv
         .iter()
@@ -183,6 +258,16 @@ fn main() -> ExitCode {
             println!("{}", open_errno(path));
             ExitCode::SUCCESS
         }
+        [_, "apply-payload", ko, mutation] => match apply_payload(ko, mutation) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("apply-payload: {e}");
+                ExitCode::FAILURE
+            }
+        },
         [_, "as-nobody", _, ..] => as_nobody(&args[2..]),
         [_, "without-cap", _, ..] => without_cap_sys_module(&args[2..]),
         [_, "ioctl-garbage", path] => match ioctl_garbage(path) {

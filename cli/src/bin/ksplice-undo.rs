@@ -1,0 +1,69 @@
+//! `ksplice-undo`: reverses an applied update.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ksplice::device::{Device, Retry};
+use ksplice::{module, Error, ExitStatus};
+use ksplice_core::uapi::{self, Abort};
+
+/// Undo an applied ksplice update, restoring the original code.
+///
+/// Exit codes: 0 undone, 1 failure, 2 usage, 3 ksplice.ko missing,
+/// 4 permission denied, 5 refused by the kernel (abort code given).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Stack-check attempts before giving up with code_busy (default 5).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    tries: u32,
+    /// Milliseconds between attempts (default 1000).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    retry_ms: u32,
+    /// More log output (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// The update id (see ksplice-view).
+    id: String,
+}
+
+fn run(args: &Args) -> Result<ExitStatus, Error> {
+    if !uapi::is_valid_id(&args.id) {
+        eprintln!("ksplice-undo: bad id '{}'", args.id);
+        return Ok(ExitStatus::Usage);
+    }
+    let device = Device::open()?;
+    let result = device.undo(
+        &args.id,
+        Retry {
+            tries: args.tries,
+            retry_ms: args.retry_ms,
+        },
+    )?;
+    let abort = Abort::from_u32(result.abort).unwrap_or(Abort::BadPayload);
+    if abort != Abort::None {
+        return Err(Error::Refused {
+            operation: "undo",
+            abort,
+            detail: result.detail_str().to_owned(),
+        });
+    }
+    println!(
+        "undid update {}: {} function(s) restored, stop_machine pause {:.1} us",
+        args.id,
+        result.functions,
+        result.pause_ns as f64 / 1000.0
+    );
+    // The code is no longer reachable: unload update.ko.
+    module::unload(&module::name_for_id(&args.id))?;
+    Ok(ExitStatus::Success)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    ksplice::init_logging(args.verbose);
+    match run(&args) {
+        Ok(status) => status.into(),
+        Err(e) => ksplice::report("ksplice-undo", &e),
+    }
+}

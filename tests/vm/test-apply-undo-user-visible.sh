@@ -1,0 +1,21 @@
+# A change visible from userspace (getppid's result, /proc/loadavg) applies,
+# takes effect, is undone, and the old behaviour returns.
+load_core
+before=$(getppid_now)
+[ "$before" -lt 1000000 ] || fail "getppid already patched: $before"
+apply_update a-global-function
+# $(...) forks, so the parent pid itself differs from call to call.
+after=$(getppid_now)
+[ "$after" -ge 1000000 ] || fail "getppid gave $after after apply, want 1000000 more"
+expect_applied test-a
+ksplice-view
+undo_update test-a
+[ "$(getppid_now)" -lt 1000000 ] || fail "getppid not restored: $(getppid_now)"
+expect_applied
+! lsmod | grep -q ksplice_test_a || fail "update module still loaded after undo"
+
+! grep -q ksplice /proc/loadavg || fail "/proc/loadavg already patched"
+apply_update d-string-literal
+grep -q ' ksplice$' /proc/loadavg || fail "/proc/loadavg unchanged: $(cat /proc/loadavg)"
+undo_update test-d
+! grep -q ksplice /proc/loadavg || fail "/proc/loadavg not restored"
