@@ -39,12 +39,14 @@ typedef int (*each_match_t)(int (*fn)(void *, unsigned long), const char *name, 
 typedef int (*stop_cpuslocked_t)(cpu_stop_fn_t fn, void *data, const struct cpumask *cpus);
 typedef struct task_struct *(*idle_task_t)(int cpu);
 typedef struct module *(*find_module_t)(const char *name);
+typedef void (*put_task_stack_t)(struct task_struct *tsk);
 
 static lookup_name_t ks_lookup_name;
 static each_match_t ks_each_match;
 static stop_cpuslocked_t ks_stop_cpuslocked;
 static idle_task_t ks_idle_task;
 static find_module_t ks_find_module;
+static put_task_stack_t ks_put_task_stack;
 static struct mutex *ks_text_mutex;
 static const char *ks_notes_start, *ks_notes_end;
 
@@ -78,11 +80,12 @@ int ksplice_helper_init_kallsyms(void)
 	ks_stop_cpuslocked = (stop_cpuslocked_t)ks_lookup_name("stop_machine_cpuslocked");
 	ks_idle_task = (idle_task_t)ks_lookup_name("idle_task");
 	ks_find_module = (find_module_t)ks_lookup_name("find_module");
+	ks_put_task_stack = (put_task_stack_t)ks_lookup_name("put_task_stack");
 	ks_text_mutex = (struct mutex *)ks_lookup_name("text_mutex");
 	ks_notes_start = (const char *)ks_lookup_name("__start_notes");
 	ks_notes_end = (const char *)ks_lookup_name("__stop_notes");
 	if (!ks_each_match || !ks_stop_cpuslocked || !ks_idle_task || !ks_find_module ||
-	    !ks_text_mutex)
+	    !ks_put_task_stack || !ks_text_mutex)
 		return -ENOENT;
 	return 0;
 }
@@ -266,7 +269,8 @@ static bool in_ranges(unsigned long addr, const struct ksplice_range *r, unsigne
  * Walks one task's stack with the ORC unwinder, the way
  * arch_stack_walk_reliable does. Returns 0 if no frame (including the
  * interrupted IP of a preempted task) is inside the ranges, 1 if one is,
- * -EINVAL if the stack cannot be walked reliably.
+ * -EINVAL if the stack cannot be walked reliably. A task whose stack is
+ * already gone (it exited) runs nothing: 0.
  */
 static int check_task(struct task_struct *task, const struct ksplice_range *r, unsigned int n,
 		      unsigned long *hit)
@@ -274,43 +278,123 @@ static int check_task(struct task_struct *task, const struct ksplice_range *r, u
 	struct unwind_state state;
 	struct pt_regs *regs;
 	unsigned long addr;
+	int ret = 0;
 
+	if (!try_get_task_stack(task))
+		return 0;
 	for (unwind_start(&state, task, NULL, NULL); !unwind_done(&state) && !unwind_error(&state);
 	     unwind_next_frame(&state)) {
 		regs = unwind_get_entry_regs(&state, NULL);
 		if (regs && user_mode(regs))
-			return 0;
+			goto out;
 		addr = unwind_get_return_address(&state);
-		if (!addr)
-			return -EINVAL;
+		if (!addr) {
+			ret = -EINVAL;
+			goto out;
+		}
 		if (in_ranges(addr, r, n)) {
 			*hit = addr;
-			return 1;
+			ret = 1;
+			goto out;
 		}
 	}
-	return unwind_error(&state) ? -EINVAL : 0;
+	if (unwind_error(&state))
+		ret = -EINVAL;
+out:
+	/* Our reference was not the last (try_get needed one), so this frees nothing. */
+	ks_put_task_stack(task);
+	return ret;
+}
+
+static void report(struct ksplice_busy *busy, struct task_struct *t, bool idle)
+{
+	busy->pid = idle ? 0 : t->pid;
+	memcpy(busy->comm, t->comm, sizeof(busy->comm));
+}
+
+/* Every switch away from a task counts in one of these. */
+static unsigned long switches(struct task_struct *t)
+{
+	return READ_ONCE(t->nvcsw) + READ_ONCE(t->nivcsw);
+}
+
+#define KSPLICE_RECHECK (~0UL)
+
+/*
+ * Phase one, outside stop_machine: walks every task's stack and records
+ * its switch count from before the walk. A task that was running, whose
+ * stack could not be walked, or that was switched during the walk is
+ * marked for a full re-check inside the stop. Returns 1 (busy), 0, or
+ * -ENOSPC if more than cap tasks exist (the caller grows the array).
+ */
+int ksplice_helper_snapshot_stacks(const struct ksplice_range *r, unsigned int n,
+				   struct ksplice_snap *snap, unsigned int cap, unsigned int *count,
+				   struct ksplice_busy *busy)
+{
+	struct task_struct *g, *t;
+	unsigned int i = 0;
+	int ret = 0;
+
+	rcu_read_lock();
+	for_each_process_thread(g, t) {
+		unsigned long before = switches(t);
+		int rc = 0;
+
+		if (i == cap) {
+			ret = -ENOSPC;
+			goto out;
+		}
+		snap[i].task = t;
+		snap[i].switches = KSPLICE_RECHECK;
+		if (!READ_ONCE(t->on_cpu)) {
+			rc = check_task(t, r, n, &busy->addr);
+			if (rc == 1 && switches(t) == before && !READ_ONCE(t->on_cpu)) {
+				report(busy, t, false);
+				ret = 1;
+				goto out;
+			}
+			if (rc == 0 && switches(t) == before && !READ_ONCE(t->on_cpu))
+				snap[i].switches = before;
+		}
+		i++;
+	}
+out:
+	rcu_read_unlock();
+	*count = i;
+	return ret;
 }
 
 /*
- * Checks every task, the idle tasks included, against the ranges. Tasks
- * running now are the stop_machine stoppers, which never run patched code.
- * On a hit or an unreliable stack, reports the task and address.
+ * Phase two, inside stop_machine: nothing runs, so a task whose switch
+ * count is unchanged since its phase-one walk has not run since and its
+ * stack is still the one checked. Every other task (new ones, ones that
+ * ran, the idle tasks) gets the full walk here. This is exactly as safe as
+ * walking everything inside the stop, and much shorter.
  */
-int ksplice_helper_check_stacks(const struct ksplice_range *r, unsigned int n,
-				struct ksplice_busy *busy)
+int ksplice_helper_recheck_stacks(const struct ksplice_range *r, unsigned int n,
+				  const struct ksplice_snap *snap, unsigned int count,
+				  struct ksplice_busy *busy)
 {
 	struct task_struct *g, *t;
+	unsigned int i = 0;
 	int cpu, ret = 0;
 
 	rcu_read_lock();
 	for_each_process_thread(g, t) {
+		/* Tasks that exited since phase one drop out of the snapshot. */
+		while (i < count && snap[i].task != t && i + 1 < count && snap[i + 1].task == t)
+			i++;
+		if (i < count && snap[i].task == t) {
+			unsigned long seen = snap[i++].switches;
+
+			if (seen != KSPLICE_RECHECK && seen == switches(t))
+				continue;
+		}
 		if (READ_ONCE(t->on_cpu))
 			continue;
 		ret = check_task(t, r, n, &busy->addr);
 		if (ret) {
-			busy->pid = t->pid;
-			memcpy(busy->comm, t->comm, sizeof(busy->comm));
-			/* Two nested loops: break would only leave the inner one. */
+			report(busy, t, false);
 			goto out;
 		}
 	}
@@ -324,8 +408,7 @@ out:
 			continue;
 		ret = check_task(t, r, n, &busy->addr);
 		if (ret) {
-			busy->pid = 0;
-			memcpy(busy->comm, t->comm, sizeof(busy->comm));
+			report(busy, t, true);
 			return ret;
 		}
 	}

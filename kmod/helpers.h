@@ -6,6 +6,7 @@
 #include <linux/types.h>
 
 struct module;
+struct task_struct;
 
 /* An address range [start, end) a stack must not return into. */
 struct ksplice_range {
@@ -37,6 +38,17 @@ void ksplice_helper_sync_core(void);
 unsigned int ksplice_helper_num_online_cpus(void);
 u64 ksplice_helper_ktime_ns(void);
 u64 ksplice_helper_real_ns(void);
-int ksplice_helper_check_stacks(const struct ksplice_range *r, unsigned int n, struct ksplice_busy *busy);
+/* A task and its switch count when its stack was walked outside the stop. */
+struct ksplice_snap {
+	struct task_struct *task;
+	unsigned long switches;
+};
+
+int ksplice_helper_snapshot_stacks(const struct ksplice_range *r, unsigned int n,
+				   struct ksplice_snap *snap, unsigned int cap, unsigned int *count,
+				   struct ksplice_busy *busy);
+int ksplice_helper_recheck_stacks(const struct ksplice_range *r, unsigned int n,
+				  const struct ksplice_snap *snap, unsigned int count,
+				  struct ksplice_busy *busy);
 
 #endif

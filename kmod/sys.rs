@@ -60,7 +60,15 @@ extern "C" {
     fn ksplice_helper_sync_core();
     fn ksplice_helper_ktime_ns() -> u64;
     fn ksplice_helper_real_ns() -> u64;
-    fn ksplice_helper_check_stacks(ranges: *const Range, n: u32, busy: *mut Busy) -> c_int;
+    fn ksplice_helper_snapshot_stacks(
+        ranges: *const Range,
+        n: u32,
+        snap: *mut Snap,
+        cap: u32,
+        count: *mut u32,
+        busy: *mut Busy,
+    ) -> c_int;
+    fn ksplice_helper_recheck_stacks(ranges: *const Range, n: u32, snap: *const Snap, count: u32, busy: *mut Busy) -> c_int;
     fn copy_from_kernel_nofault(dst: *mut c_void, src: *const c_void, size: usize) -> isize;
     fn sprint_symbol(buffer: *mut c_char, address: u64) -> c_int;
     fn msleep(msecs: u32);
@@ -292,15 +300,63 @@ pub(crate) fn sync_core() {
     unsafe { ksplice_helper_sync_core() }
 }
 
-/// Walks every task's stack; `Ok(None)` if none is in `ranges`.
-/// Only inside stop_machine.
-pub(crate) fn check_stacks(ranges: &[Range], busy: &mut Busy) -> core::result::Result<(), bool> {
-    // SAFETY: `ranges` and `busy` are valid for the call; the caller is a
-    // stop_machine callback, so no task runs or exits meanwhile.
-    let rc = unsafe { ksplice_helper_check_stacks(ranges.as_ptr(), ranges.len() as u32, busy) };
+/// `struct ksplice_snap` of helpers.h: a task and its switch count.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Snap {
+    task: *const c_void,
+    switches: u64,
+}
+
+// SAFETY: Plain data; the task pointer is only compared, never followed,
+// outside the C helpers that hold RCU.
+unsafe impl Send for Snap {}
+
+/// Outcome of a stack check.
+pub(crate) enum Stacks {
+    /// No task is in the ranges.
+    Clear,
+    /// A task is (details in the `Busy`).
+    Busy,
+    /// A stack could not be walked reliably.
+    Unreliable,
+}
+
+fn stacks(rc: c_int) -> Stacks {
     match rc {
-        0 => Ok(()),
-        1 => Err(true),
-        _ => Err(false),
+        0 => Stacks::Clear,
+        1 => Stacks::Busy,
+        _ => Stacks::Unreliable,
     }
+}
+
+/// Phase one, outside stop_machine: walks every task's stack and records
+/// who must be looked at again inside the stop. Grows `snap` as needed.
+pub(crate) fn snapshot_stacks(ranges: &[Range], snap: &mut KVVec<Snap>, busy: &mut Busy) -> Result<Stacks> {
+    let empty = Snap { task: core::ptr::null(), switches: 0 };
+    loop {
+        let cap = snap.len().max(256);
+        snap.resize(cap, empty, GFP_KERNEL)?;
+        let mut count = 0u32;
+        // SAFETY: `snap` has `cap` writable records, `ranges` and `busy` are
+        // valid; the helper walks tasks under RCU and may not sleep.
+        let rc = unsafe {
+            ksplice_helper_snapshot_stacks(ranges.as_ptr(), ranges.len() as u32, snap.as_mut_ptr(), cap as u32, &mut count, busy)
+        };
+        if rc == -(kernel::bindings::ENOSPC as c_int) {
+            let grown = cap.checked_mul(2).ok_or(ENOMEM)?;
+            snap.resize(grown, empty, GFP_KERNEL)?;
+            continue;
+        }
+        snap.truncate(count as usize);
+        return Ok(stacks(rc));
+    }
+}
+
+/// Phase two, only inside stop_machine: re-walks the tasks that ran since
+/// phase one (and new tasks, and the idle tasks).
+pub(crate) fn recheck_stacks(ranges: &[Range], snap: &[Snap], busy: &mut Busy) -> Stacks {
+    // SAFETY: All pointers are valid for the call; the caller is a
+    // stop_machine callback, so no task runs or exits meanwhile.
+    stacks(unsafe { ksplice_helper_recheck_stacks(ranges.as_ptr(), ranges.len() as u32, snap.as_ptr(), snap.len() as u32, busy) })
 }

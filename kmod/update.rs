@@ -28,7 +28,7 @@ use kernel::prelude::*;
 use crate::payload::{Payload, SymbolKind, SYMBOL_LOCAL};
 use crate::reloc::RelocKind;
 use crate::runpre;
-use crate::sys::{self, Busy, ModuleRef, Range, TextAlias, TextLock};
+use crate::sys::{self, Busy, ModuleRef, Range, Snap, Stacks, TextAlias, TextLock};
 use crate::uapi::{self, Abort};
 use crate::x86;
 
@@ -442,6 +442,7 @@ struct Stop<'a> {
     trampolines: &'a [Trampoline],
     aliases: &'a [TextAlias],
     ranges: &'a [Range],
+    snapshot: &'a [Snap],
     claimed: AtomicBool,
     done: AtomicBool,
     /// 0 written, 1 busy, 2 unreliable stack, 3 code changed.
@@ -482,10 +483,10 @@ fn leader(stop: &Stop<'_>) -> u32 {
     // SAFETY: Only the leader touches `busy` during stop_machine; the
     // caller reads it after stop_machine has returned.
     let busy = unsafe { &mut *stop.busy.get() };
-    match sys::check_stacks(stop.ranges, busy) {
-        Ok(()) => {}
-        Err(true) => return BUSY,
-        Err(false) => return UNRELIABLE,
+    match sys::recheck_stacks(stop.ranges, stop.snapshot, busy) {
+        Stacks::Clear => {}
+        Stacks::Busy => return BUSY,
+        Stacks::Unreliable => return UNRELIABLE,
     }
     let (expect, write): (fn(&Trampoline) -> &[u8; 5], fn(&Trampoline) -> &[u8; 5]) =
         match stop.direction {
@@ -521,12 +522,26 @@ fn commit(
     }
     let mut last = Busy::new();
     let mut last_outcome = BUSY;
+    let mut snapshot = KVVec::new();
     for attempt in 1..=tries {
+        // Walk the stacks while the machine runs; the stop then re-walks
+        // only the tasks that ran since.
+        let mut early = Busy::new();
+        let outcome = sys::snapshot_stacks(ranges, &mut snapshot, &mut early)?;
+        if !matches!(outcome, Stacks::Clear) {
+            last = early;
+            last_outcome = if matches!(outcome, Stacks::Busy) { BUSY } else { UNRELIABLE };
+            if attempt < tries {
+                sys::sleep_ms(retry_ms);
+            }
+            continue;
+        }
         let stop = Stop {
             direction,
             trampolines,
             aliases: &aliases,
             ranges,
+            snapshot: &snapshot,
             claimed: AtomicBool::new(false),
             done: AtomicBool::new(false),
             outcome: AtomicU32::new(BUSY),
