@@ -381,13 +381,17 @@ int ksplice_helper_recheck_stacks(const struct ksplice_range *r, unsigned int n,
 
 	rcu_read_lock();
 	for_each_process_thread(g, t) {
-		/* Tasks that exited since phase one drop out of the snapshot. */
-		while (i < count && snap[i].task != t && i + 1 < count && snap[i + 1].task == t)
-			i++;
-		if (i < count && snap[i].task == t) {
-			unsigned long seen = snap[i++].switches;
-
-			if (seen != KSPLICE_RECHECK && seen == switches(t))
+		/*
+		 * The task list is in phase-one order unless tasks came or went.
+		 * KSPLICE_RECHECK never equals a real count, so it needs no test.
+		 */
+		if (likely(i < count && snap[i].task == t)) {
+			if (likely(snap[i++].switches == switches(t)))
+				continue;
+		} else if (i + 1 < count && snap[i + 1].task == t) {
+			/* The task before this one exited. */
+			i += 2;
+			if (snap[i - 1].switches == switches(t))
 				continue;
 		}
 		if (READ_ONCE(t->on_cpu))

@@ -161,6 +161,7 @@ impl MiscDevice for KspliceDevice {
                 arg,
                 core::mem::size_of::<uapi::UndoRequest>(),
             ))?,
+            uapi::IOC_EMPTY_STOP => empty_stop(UserSlice::new(arg, core::mem::size_of::<u64>()))?,
             _ => return Err(ENOTTY),
         }
         Ok(0)
@@ -310,4 +311,12 @@ fn undo(user: UserSlice) -> Result {
     drop(registry);
     fill_result(&mut request.result, outcome);
     writer.write(&request)
+}
+
+fn empty_stop(user: UserSlice) -> Result {
+    // One operation at a time, like apply.
+    let registry = REGISTRY.lock();
+    let ns = update::empty_stop().map_err(|_| ENOMEM)?;
+    drop(registry);
+    user.writer().write(&ns)
 }

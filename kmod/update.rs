@@ -435,6 +435,8 @@ fn resolve(payload: &Payload<'_>, symbol: u32, known: &Inferences) -> Result<u64
 enum Direction {
     Apply,
     Undo,
+    /// No checks and no writes: the baseline pause for benchmarks.
+    Nothing,
 }
 
 struct Stop<'a> {
@@ -480,6 +482,9 @@ unsafe extern "C" fn stop_callback(data: *mut c_void) -> kernel::ffi::c_int {
 }
 
 fn leader(stop: &Stop<'_>) -> u32 {
+    if stop.direction == Direction::Nothing {
+        return WRITTEN;
+    }
     // SAFETY: Only the leader touches `busy` during stop_machine; the
     // caller reads it after stop_machine has returned.
     let busy = unsafe { &mut *stop.busy.get() };
@@ -491,7 +496,7 @@ fn leader(stop: &Stop<'_>) -> u32 {
     let (expect, write): (fn(&Trampoline) -> &[u8; 5], fn(&Trampoline) -> &[u8; 5]) =
         match stop.direction {
             Direction::Apply => (|t| &t.saved, |t| &t.jmp),
-            Direction::Undo => (|t| &t.jmp, |t| &t.saved),
+            Direction::Undo | Direction::Nothing => (|t| &t.jmp, |t| &t.saved),
         };
     for t in stop.trampolines {
         let mut now = [0u8; 5];
@@ -547,13 +552,13 @@ fn commit(
             outcome: AtomicU32::new(BUSY),
             busy: core::cell::UnsafeCell::new(Busy::new()),
         };
-        let start = sys::now_ns();
-        {
+        let pause = {
             let lock = TextLock::lock();
+            let start = sys::now_ns();
             // SAFETY: `stop` outlives the call; we hold the text lock.
             unsafe { sys::stop_machine(&lock, stop_callback, (&raw const stop).cast_mut().cast()) };
-        }
-        let pause = sys::now_ns().saturating_sub(start);
+            sys::now_ns().saturating_sub(start)
+        };
         last_outcome = stop.outcome.load(Ordering::Relaxed);
         last = stop.busy.into_inner();
         match last_outcome {
@@ -893,4 +898,9 @@ pub(crate) fn undo(
             .map_err(|_| Refusal::new(Abort::NotApplied, format_args!("gone")))?,
     );
     Ok((functions, pause))
+}
+
+/// The pause of an empty stop_machine, run exactly like apply's.
+pub(crate) fn empty_stop() -> Result<u64, Refusal> {
+    commit(Direction::Nothing, &[], &[], 1, 1, &sprinted_name)
 }

@@ -58,6 +58,11 @@ pub const IOC_UNDO: u32 = ioc(
     core::mem::size_of::<UndoRequest>(),
 );
 
+/// `EMPTY_STOP`: runs an empty `stop_machine` the way apply does (every
+/// CPU, then serialise) and writes its duration in ns as a `u64`: the
+/// baseline for apply's pause in benchmarks.
+pub const IOC_EMPTY_STOP: u32 = ioc(IOC_READ, 0x05, core::mem::size_of::<u64>());
+
 /// Longest module name (`MODULE_NAME_LEN` is 56 with the NUL).
 pub const MODULE_NAME_LEN: usize = 56;
 /// Length of the NUL-padded human-readable detail of a [`OpResult`].
@@ -358,7 +363,7 @@ mod tests {
         assert_eq!(offset_of!(ApplyRequest, result), 80);
         assert_eq!(size_of::<UndoRequest>(), 32 + 8 + size_of::<OpResult>());
         assert_eq!(offset_of!(UndoRequest, result) % 8, 0);
-        let numbers = [IOC_INFO, IOC_LIST, IOC_APPLY, IOC_UNDO];
+        let numbers = [IOC_INFO, IOC_LIST, IOC_APPLY, IOC_UNDO, IOC_EMPTY_STOP];
         for (i, a) in numbers.iter().enumerate() {
             assert!(numbers[i + 1..].iter().all(|b| a != b));
         }

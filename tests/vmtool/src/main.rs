@@ -8,6 +8,9 @@
 //!   update's module with its payload mutated (`none`, `truncate:N`,
 //!   `flip:SEED`, `garbage:SEED`, `release:TEXT`, `buildid`, `len:N`,
 //!   `module:NAME`); prints `abort=CODE` or `errno=NAME`.
+//! - `vmtool empty-stop`: prints the ns of an empty stop_machine (EMPTY_STOP).
+//! - `vmtool spawn-threads N READY_FILE`: starts N sleeping threads, creates
+//!   READY_FILE, and sleeps until killed (for benchmarks).
 //! - `vmtool as-nobody CMD [ARG]...`: runs CMD as uid/gid 65534 with no
 //!   supplementary groups (and so no capabilities).
 //! - `vmtool without-cap CMD [ARG]...`: runs CMD as root, but with
@@ -204,6 +207,39 @@ fn apply_payload(ko: &str, mutation: &str) -> Result<String, String> {
     }
 }
 
+fn empty_stop() -> Result<u64, String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(uapi::DEVICE_PATH)
+        .map_err(|e| e.to_string())?;
+    let mut ns = 0u64;
+    raw_ioctl(
+        file.as_raw_fd(),
+        uapi::IOC_EMPTY_STOP,
+        &mut ns as *mut u64 as u64,
+    )
+    .map_err(|e| format!("{e:?}"))?;
+    Ok(ns)
+}
+
+fn spawn_threads(n: usize, ready: &str) -> Result<(), String> {
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let h = std::thread::Builder::new()
+            .stack_size(16 << 10)
+            .spawn(|| loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            })
+            .map_err(|e| format!("thread {i}: {e}"))?;
+        handles.push(h);
+    }
+    std::fs::write(ready, n.to_string()).map_err(|e| e.to_string())?;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
 fn exec(argv: &[String]) -> ExitCode {
     let cargs: Result<Vec<std::ffi::CString>, _> = argv
         .iter()
@@ -265,6 +301,27 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("apply-payload: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        [_, "empty-stop"] => match empty_stop() {
+            Ok(ns) => {
+                println!("{ns}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("empty-stop: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        [_, "spawn-threads", n, ready] => match n
+            .parse()
+            .map_err(|e| format!("{e}"))
+            .and_then(|n| spawn_threads(n, ready))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spawn-threads: {e}");
                 ExitCode::FAILURE
             }
         },
