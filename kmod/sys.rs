@@ -68,7 +68,13 @@ extern "C" {
         count: *mut u32,
         busy: *mut Busy,
     ) -> c_int;
-    fn ksplice_helper_recheck_stacks(ranges: *const Range, n: u32, snap: *const Snap, count: u32, busy: *mut Busy) -> c_int;
+    fn ksplice_helper_recheck_stacks(
+        ranges: *const Range,
+        n: u32,
+        snap: *const Snap,
+        count: u32,
+        busy: *mut Busy,
+    ) -> c_int;
     fn copy_from_kernel_nofault(dst: *mut c_void, src: *const c_void, size: usize) -> isize;
     fn sprint_symbol(buffer: *mut c_char, address: u64) -> c_int;
     fn msleep(msecs: u32);
@@ -332,8 +338,15 @@ fn stacks(rc: c_int) -> Stacks {
 
 /// Phase one, outside stop_machine: walks every task's stack and records
 /// who must be looked at again inside the stop. Grows `snap` as needed.
-pub(crate) fn snapshot_stacks(ranges: &[Range], snap: &mut KVVec<Snap>, busy: &mut Busy) -> Result<Stacks> {
-    let empty = Snap { task: core::ptr::null(), switches: 0 };
+pub(crate) fn snapshot_stacks(
+    ranges: &[Range],
+    snap: &mut KVVec<Snap>,
+    busy: &mut Busy,
+) -> Result<Stacks> {
+    let empty = Snap {
+        task: core::ptr::null(),
+        switches: 0,
+    };
     loop {
         let cap = snap.len().max(256);
         snap.resize(cap, empty, GFP_KERNEL)?;
@@ -341,7 +354,14 @@ pub(crate) fn snapshot_stacks(ranges: &[Range], snap: &mut KVVec<Snap>, busy: &m
         // SAFETY: `snap` has `cap` writable records, `ranges` and `busy` are
         // valid; the helper walks tasks under RCU and may not sleep.
         let rc = unsafe {
-            ksplice_helper_snapshot_stacks(ranges.as_ptr(), ranges.len() as u32, snap.as_mut_ptr(), cap as u32, &mut count, busy)
+            ksplice_helper_snapshot_stacks(
+                ranges.as_ptr(),
+                ranges.len() as u32,
+                snap.as_mut_ptr(),
+                cap as u32,
+                &mut count,
+                busy,
+            )
         };
         if rc == -(kernel::bindings::ENOSPC as c_int) {
             let grown = cap.checked_mul(2).ok_or(ENOMEM)?;
@@ -358,5 +378,13 @@ pub(crate) fn snapshot_stacks(ranges: &[Range], snap: &mut KVVec<Snap>, busy: &m
 pub(crate) fn recheck_stacks(ranges: &[Range], snap: &[Snap], busy: &mut Busy) -> Stacks {
     // SAFETY: All pointers are valid for the call; the caller is a
     // stop_machine callback, so no task runs or exits meanwhile.
-    stacks(unsafe { ksplice_helper_recheck_stacks(ranges.as_ptr(), ranges.len() as u32, snap.as_ptr(), snap.len() as u32, busy) })
+    stacks(unsafe {
+        ksplice_helper_recheck_stacks(
+            ranges.as_ptr(),
+            ranges.len() as u32,
+            snap.as_ptr(),
+            snap.len() as u32,
+            busy,
+        )
+    })
 }

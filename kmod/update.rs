@@ -535,7 +535,11 @@ fn commit(
         let outcome = sys::snapshot_stacks(ranges, &mut snapshot, &mut early)?;
         if !matches!(outcome, Stacks::Clear) {
             last = early;
-            last_outcome = if matches!(outcome, Stacks::Busy) { BUSY } else { UNRELIABLE };
+            last_outcome = if matches!(outcome, Stacks::Busy) {
+                BUSY
+            } else {
+                UNRELIABLE
+            };
             if attempt < tries {
                 sys::sleep_ms(retry_ms);
             }
@@ -804,6 +808,27 @@ pub(crate) fn apply(
             },
             GFP_KERNEL,
         )?;
+        // A task in the function's `.cold` part is inside the function too.
+        for reloc in payload.relocs(&f) {
+            let target = payload.symbol_name(reloc.symbol);
+            let cold = target
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.split('.').any(|p| p == "cold"));
+            if let (true, Some(start)) = (cold, known.get(reloc.symbol)) {
+                let mut buf = sys::symbol_buffer();
+                let size = sprinted_size(sys::symbol_at(start, &mut buf)).unwrap_or(0);
+                if size == 0 {
+                    refuse!(Abort::MissingSymbol, "{target}: size unknown");
+                }
+                ranges.push(
+                    Range {
+                        start,
+                        end: start.wrapping_add(size),
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+        }
     }
     drop(lock);
 

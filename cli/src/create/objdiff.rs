@@ -351,6 +351,11 @@ fn same_relocs(a: &Item, b: &Item) -> bool {
         })
 }
 
+/// Whether `name` is the out-of-line cold part gcc split from a function.
+pub fn is_cold_part(name: &str) -> bool {
+    name.split('.').skip(1).any(|part| part == "cold")
+}
+
 /// gcc numbers static locals (`count.3`) and `__UNIQUE_ID_x_123` uses
 /// `__COUNTER__`; the numbers shift when a patch adds another, so compare
 /// without them.
@@ -410,6 +415,13 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
         }
         if after.is_init_or_exit() {
             d.notes.push(format!("{object_name}: {name} is __init/__exit code; change skipped (it does not run again)"));
+            continue;
+        }
+        // A `.cold` part is only entered from its own function: it is carried
+        // as new code for the new function, never redirected on its own
+        // (old code jumping into a new cold part would mix frame layouts).
+        if is_cold_part(name) {
+            d.new_functions.insert(name.clone());
             continue;
         }
         d.changed.insert(name.clone(), reasons);
@@ -551,4 +563,28 @@ pub fn patched_sites(
     }
     sites.sort_by_key(|s| (s.0, s.1));
     Ok(sites)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cold_parts_are_recognised_by_name() {
+        assert!(is_cold_part("loadavg_proc_show.cold"));
+        assert!(is_cold_part("foo.constprop.0.cold"));
+        assert!(!is_cold_part("cold_start"));
+        assert!(!is_cold_part("foo.isra.0"));
+    }
+
+    #[test]
+    fn gcc_numbering_of_static_locals_and_unique_ids_is_ignored() {
+        assert_eq!(strip_static_suffix("count.3"), "count");
+        assert_eq!(
+            strip_static_suffix("__UNIQUE_ID_addressable_x_343"),
+            "__UNIQUE_ID_addressable_x"
+        );
+        assert_eq!(strip_static_suffix("foo.isra"), "foo.isra");
+        assert_eq!(strip_static_suffix("plain"), "plain");
+    }
 }
