@@ -228,6 +228,22 @@ fn fill_result(
     }
 }
 
+/// One kernel log line per operation: what was done, or why not.
+fn log_outcome(
+    what: &str,
+    subject: &str,
+    outcome: &core::result::Result<(u32, u64), update::Refusal>,
+) {
+    match outcome {
+        Ok((n, pause)) => pr_info!("{what} {subject}: {n} functions, pause {pause} ns\n"),
+        Err(r) => pr_warn!(
+            "refused to {what} {subject}: {}: {}\n",
+            r.abort.as_str(),
+            core::str::from_utf8(&r.detail).unwrap_or("?")
+        ),
+    }
+}
+
 fn nul_terminated(bytes: &[u8]) -> &[u8] {
     let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     bytes.get(..len).unwrap_or(&[])
@@ -272,14 +288,7 @@ fn apply(user: UserSlice) -> Result {
         request.tries,
         request.retry_ms,
     );
-    match &outcome {
-        Ok((n, pause)) => pr_info!("applied update from {name}: {n} functions, pause {pause} ns\n"),
-        Err(r) => pr_warn!(
-            "refused update from {name}: {}: {}\n",
-            r.abort.as_str(),
-            core::str::from_utf8(&r.detail).unwrap_or("?")
-        ),
-    }
+    log_outcome("apply update from", name, &outcome);
     pin_this_module(before, registry.updates.len());
     drop(registry);
     fill_result(&mut request.result, outcome);
@@ -296,17 +305,7 @@ fn undo(user: UserSlice) -> Result {
     let mut registry = REGISTRY.lock();
     let before = registry.updates.len();
     let outcome = update::undo(&mut registry, id, request.tries, request.retry_ms);
-    let id_text = core::str::from_utf8(id).unwrap_or("?");
-    match &outcome {
-        Ok((n, pause)) => {
-            pr_info!("undid update {id_text}: {n} functions restored, pause {pause} ns\n")
-        }
-        Err(r) => pr_warn!(
-            "refused to undo {id_text}: {}: {}\n",
-            r.abort.as_str(),
-            core::str::from_utf8(&r.detail).unwrap_or("?")
-        ),
-    }
+    log_outcome("undo", core::str::from_utf8(id).unwrap_or("?"), &outcome);
     pin_this_module(before, registry.updates.len());
     drop(registry);
     fill_result(&mut request.result, outcome);

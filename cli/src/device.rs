@@ -17,12 +17,14 @@ nix::ioctl_readwrite_bad!(ioctl_list, uapi::IOC_LIST, ListRequest);
 nix::ioctl_readwrite_bad!(ioctl_apply, uapi::IOC_APPLY, ApplyRequest);
 nix::ioctl_readwrite_bad!(ioctl_undo, uapi::IOC_UNDO, UndoRequest);
 
-/// How hard the kernel tries before `code_busy`.
-#[derive(Clone, Copy, Debug, Default)]
+/// How hard the kernel tries before `code_busy` (0: its default).
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
 pub struct Retry {
-    /// Stack-check attempts (0: the kernel's default, 5).
+    /// Stack-check attempts before giving up with code_busy (default 5).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub tries: u32,
-    /// Sleep between attempts in ms (0: the kernel's default, 1000).
+    /// Milliseconds between attempts (default 1000).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     pub retry_ms: u32,
 }
 

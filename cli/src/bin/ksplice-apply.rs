@@ -26,12 +26,8 @@ struct Args {
     /// /lib/ksplice/ksplice.ko).
     #[arg(long, value_name = "PATH")]
     core: Option<PathBuf>,
-    /// Stack-check attempts before giving up with code_busy (default 5).
-    #[arg(long, default_value_t = 0, hide_default_value = true)]
-    tries: u32,
-    /// Milliseconds between attempts (default 1000).
-    #[arg(long, default_value_t = 0, hide_default_value = true)]
-    retry_ms: u32,
+    #[command(flatten)]
+    retry: Retry,
     /// More log output (-v, -vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -92,11 +88,7 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
             "already loaded"
         }
     );
-    let retry = Retry {
-        tries: args.tries,
-        retry_ms: args.retry_ms,
-    };
-    let result = device.apply(&update.payload, &update.module_name, retry)?;
+    let result = device.apply(&update.payload, &update.module_name, args.retry)?;
     let abort = Abort::from_u32(result.abort).unwrap_or(Abort::BadPayload);
     if abort != Abort::None {
         // Leave nothing behind: the update never took effect.

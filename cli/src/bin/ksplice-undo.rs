@@ -14,12 +14,8 @@ use ksplice_core::uapi::{self, Abort};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Stack-check attempts before giving up with code_busy (default 5).
-    #[arg(long, default_value_t = 0, hide_default_value = true)]
-    tries: u32,
-    /// Milliseconds between attempts (default 1000).
-    #[arg(long, default_value_t = 0, hide_default_value = true)]
-    retry_ms: u32,
+    #[command(flatten)]
+    retry: Retry,
     /// More log output (-v, -vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -33,13 +29,7 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
         return Ok(ExitStatus::Usage);
     }
     let device = Device::open()?;
-    let result = device.undo(
-        &args.id,
-        Retry {
-            tries: args.tries,
-            retry_ms: args.retry_ms,
-        },
-    )?;
+    let result = device.undo(&args.id, args.retry)?;
     let abort = Abort::from_u32(result.abort).unwrap_or(Abort::BadPayload);
     if abort != Abort::None {
         return Err(Error::Refused {

@@ -167,21 +167,34 @@ impl<'a> Context<'a> {
                 _ => None,
             })
             .collect();
-        for (offset, r_type, raw, addend) in relocs {
-            let (target, norm_addend) = objdiff::normalise(
-                &file,
-                &unit.post_path,
-                r_type,
-                raw,
-                addend,
-                kind == SectionKind::Text,
-            )?;
+        self.copy_relocs(unit, out, id, &relocs, kind == SectionKind::Text)?;
+        Ok(id)
+    }
+
+    /// Adds relocations `(offset, r_type, symbol, addend)` of the post
+    /// object to output section `id`, retargeted; none may need a post
+    /// relocation (they are not inside a carried item).
+    fn copy_relocs(
+        &mut self,
+        unit: &Unit,
+        out: &mut UnitOutput,
+        id: SectionId,
+        relocs: &[(u64, u32, object::SymbolIndex, i64)],
+        in_code: bool,
+    ) -> Result<(), CreateError> {
+        let file = unit.post.elf(&unit.post_path)?;
+        for &(offset, r_type, raw, addend) in relocs {
+            let (target, norm_addend) =
+                objdiff::normalise(&file, &unit.post_path, r_type, raw, addend, in_code)?;
             let symbol = self.resolve(unit, out, &target, raw, None)?;
+            // Named targets use the addend relative to the symbol; copied
+            // sections keep the raw one.
             let addend = if matches!(target, Target::Named(_)) {
                 norm_addend
             } else {
                 addend
             };
+            let flags = RelocationFlags::Elf { r_type };
             self.out
                 .add_relocation(
                     id,
@@ -189,12 +202,12 @@ impl<'a> Context<'a> {
                         offset,
                         symbol,
                         addend,
-                        flags: RelocationFlags::Elf { r_type },
+                        flags,
                     },
                 )
                 .map_err(|e| CreateError::elf(&unit.post_path, e))?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// The output symbol a post relocation should use. `post_reloc` is
@@ -535,27 +548,7 @@ impl<'a> Context<'a> {
             );
             self.out.set_section_data(id, kept, section.align().max(1));
             self.out.section_mut(id).flags = object::SectionFlags::Elf { sh_flags: flags };
-            for (offset, r_type, raw, addend) in kept_relocs {
-                let (target, norm_addend) =
-                    objdiff::normalise(&file, &unit.post_path, r_type, raw, addend, false)?;
-                let symbol = self.resolve(unit, out, &target, raw, None)?;
-                let addend = if matches!(target, Target::Named(_)) {
-                    norm_addend
-                } else {
-                    addend
-                };
-                self.out
-                    .add_relocation(
-                        id,
-                        Relocation {
-                            offset,
-                            symbol,
-                            addend,
-                            flags: RelocationFlags::Elf { r_type },
-                        },
-                    )
-                    .map_err(|e| CreateError::elf(&unit.post_path, e))?;
-            }
+            self.copy_relocs(unit, out, id, &kept_relocs, false)?;
         }
         Ok(())
     }
