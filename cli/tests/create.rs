@@ -350,3 +350,30 @@ fn the_users_kernel_tree_is_not_modified() {
     assert_eq!(std::fs::read(&source).unwrap(), before);
     assert_eq!(std::fs::read(&object).unwrap(), object_before);
 }
+
+#[test]
+fn h_a_static_local_is_shared_with_the_running_kernel_not_copied() {
+    // warn_legacy_capability_use (pr_info_once) is inlined into its caller.
+    assert_eq!(
+        explain("j-static-local.patch"),
+        set(&[("replace", "cap_validate_magic")])
+    );
+    let (_, payload) = build("j-static-local.patch", "test-j");
+    let p = Payload::parse(&payload).unwrap();
+    // pr_warn_once's `__already_done` flag is existing state: the new code
+    // must reference the live one (a post relocation), never a new copy.
+    let post: Vec<&str> = p
+        .post_relocs
+        .iter()
+        .map(|r| p.symbol_name(r.symbol))
+        .collect();
+    assert!(
+        post.iter().any(|n| n.starts_with("__already_done")),
+        "{post:?}"
+    );
+    let places: Vec<&str> = (0..p.places.len()).map(|i| p.place_name(i)).collect();
+    assert!(
+        !places.iter().any(|n| n.starts_with("__already_done")),
+        "{places:?}"
+    );
+}

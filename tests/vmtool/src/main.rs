@@ -11,6 +11,8 @@
 //! - `vmtool empty-stop`: prints the ns of an empty stop_machine (EMPTY_STOP).
 //! - `vmtool spawn-threads N READY_FILE`: starts N sleeping threads, creates
 //!   READY_FILE, and sleeps until killed (for benchmarks).
+//! - `vmtool capget-v1`: calls capget with the legacy 32-bit header version,
+//!   which makes the kernel warn (once).
 //! - `vmtool as-nobody CMD [ARG]...`: runs CMD as uid/gid 65534 with no
 //!   supplementary groups (and so no capabilities).
 //! - `vmtool without-cap CMD [ARG]...`: runs CMD as root, but with
@@ -240,6 +242,26 @@ fn spawn_threads(n: usize, ready: &str) -> Result<(), String> {
     }
 }
 
+fn capget_v1() -> Result<(), String> {
+    const LINUX_CAPABILITY_VERSION_1: u32 = 0x1998_0330;
+    let mut header = [LINUX_CAPABILITY_VERSION_1, 0u32];
+    let mut data = [0u32; 6];
+    // SAFETY: capget writes at most one 12-byte record for version 1 into
+    // `data` (24 bytes) and reads the 8-byte header.
+    let rc = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_capget,
+            header.as_mut_ptr(),
+            data.as_mut_ptr(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last().to_string())
+    }
+}
+
 fn exec(argv: &[String]) -> ExitCode {
     let cargs: Result<Vec<std::ffi::CString>, _> = argv
         .iter()
@@ -301,6 +323,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("apply-payload: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        [_, "capget-v1"] => match capget_v1() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("capget-v1: {e}");
                 ExitCode::FAILURE
             }
         },
