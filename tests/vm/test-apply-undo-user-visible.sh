@@ -1,5 +1,6 @@
 # A change visible from userspace (getppid's result, /proc/loadavg) applies,
-# takes effect, is undone, and the old behaviour returns.
+# takes effect, is undone, and the old behaviour returns; while applied,
+# neither update.ko nor ksplice.ko can be unloaded.
 load_core
 before=$(getppid_now)
 [ "$before" -lt 1000000 ] || fail "getppid already patched: $before"
@@ -9,6 +10,10 @@ after=$(getppid_now)
 [ "$after" -ge 1000000 ] || fail "getppid gave $after after apply, want 1000000 more"
 expect_applied test-a
 ksplice-view
+# Neither the update nor the core can be unloaded while the update is applied.
+! rmmod ksplice_test_a 2>/dev/null || fail "rmmod of an applied update.ko succeeded"
+! rmmod ksplice 2>/dev/null || fail "rmmod of ksplice.ko succeeded with an update applied"
+[ "$(getppid_now)" -ge 1000000 ] || fail "a refused rmmod changed something"
 undo_update test-a
 [ "$(getppid_now)" -lt 1000000 ] || fail "getppid not restored: $(getppid_now)"
 expect_applied
