@@ -306,13 +306,6 @@ fn match_one(
     let name = payload.symbol_name(f.symbol);
     let code_len = f.code_len as u64;
     let mut candidates = sys::candidates(name)?;
-    // Where another function's call site already says this one is, only
-    // that copy counts: identical out-of-line copies of a static inline
-    // would otherwise all match.
-    if let Some(inferred) = known.get(f.symbol) {
-        candidates.retain(|&mut a| a == inferred);
-    }
-
     // Stacking: a function an earlier update replaced lives on in its module.
     for m in modules {
         if let Some((addr, size)) = m.symbol(name)? {
@@ -320,6 +313,12 @@ fn match_one(
                 candidates.push(addr, GFP_KERNEL)?;
             }
         }
+    }
+    // Where another function's call site already says this one is, only
+    // that copy counts: identical out-of-line copies of a static inline
+    // would otherwise all match.
+    if let Some(inferred) = known.get(f.symbol) {
+        candidates.retain(|&mut a| a == inferred);
     }
     let mut live = KVVec::with_capacity(f.code_len as usize, GFP_KERNEL)?;
     live.resize(f.code_len as usize, 0, GFP_KERNEL)?;
