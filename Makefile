@@ -13,7 +13,7 @@ STATIC_RUSTFLAGS := -C target-feature=+crt-static
 
 KDIR ?= $(shell scripts/test-kernel --print-dir)
 
-.PHONY: all kernel kmod cli updates host-test lint vm-test test demo clean rust-toolchain
+.PHONY: all kernel kmod cli updates host-test harness-test lint vm-test test demo clean rust-toolchain
 
 all: kmod cli
 
@@ -46,7 +46,11 @@ lint: rust-toolchain
 vm-test: kmod cli updates
 	scripts/vm-test
 
-test: host-test lint vm-test
+# The VM harness's own kernel-log scanner, on sample logs.
+harness-test:
+	tests/harness/test-kernel-log-scan.sh
+
+test: host-test harness-test lint vm-test
 
 demo: kmod cli
 	scripts/demo

@@ -70,3 +70,10 @@ fetch_deb() {
     dpkg-deb -x "$debdir/${pkg}_${version//:/%3a}_"*.deb "$dest" || die "cannot unpack $pkg"
     touch "$dest/.done"
 }
+
+# Prints the lines of the kernel log in FILE (between the harness's dmesg
+# markers) that mean the kernel misbehaved: Oops, BUG, WARNING, Call Trace.
+kernel_log_problems() {
+    sed -n '/^===KSPLICE-DMESG-BEGIN===$/,/^===KSPLICE-DMESG-END===$/p' "$1" \
+        | grep -E 'Oops|(^|[^A-Za-z_])BUG([^A-Za-z_]|$)|WARNING|Call Trace' || true
+}
