@@ -167,13 +167,37 @@ impl<'a> Context<'a> {
                 _ => None,
             })
             .collect();
-        self.copy_relocs(unit, out, id, &relocs, kind == SectionKind::Text)?;
+        // Data is used only once trampolines exist, so its references to
+        // non-exported symbols can be post relocations: the copy becomes a
+        // place. Code copied here (alternative replacements) is consumed at
+        // load time, before ksplice.ko could write anything.
+        let place = if kind == SectionKind::Text || relocs.is_empty() {
+            None
+        } else {
+            let size = section.size();
+            let symbol = self.out.add_symbol(Symbol {
+                name: name.as_bytes().to_vec(),
+                value: 0,
+                size,
+                kind: object::SymbolKind::Data,
+                scope: SymbolScope::Compilation,
+                weak: false,
+                section: SymbolSection::Section(id),
+                flags: SymbolFlags::None,
+            });
+            let size = u32::try_from(size)
+                .map_err(|_| err(&unit.object, format!("{name} is too large")))?;
+            self.places.push(symbol);
+            Some(self.payload.add_place(&name, SymbolKind::Object, size))
+        };
+        self.copy_relocs(unit, out, id, &relocs, kind == SectionKind::Text, place)?;
         Ok(id)
     }
 
     /// Adds relocations `(offset, r_type, symbol, addend)` of the post
-    /// object to output section `id`, retargeted; none may need a post
-    /// relocation (they are not inside a carried item).
+    /// object to output section `id`, retargeted. With a `place`, references
+    /// to non-exported symbols become post relocations of that place;
+    /// without one they are refused.
     fn copy_relocs(
         &mut self,
         unit: &Unit,
@@ -181,12 +205,14 @@ impl<'a> Context<'a> {
         id: SectionId,
         relocs: &[(u64, u32, object::SymbolIndex, i64)],
         in_code: bool,
+        place: Option<u32>,
     ) -> Result<(), CreateError> {
         let file = unit.post.elf(&unit.post_path)?;
         for &(offset, r_type, raw, addend) in relocs {
             let (target, norm_addend) =
                 objdiff::normalise(&file, &unit.post_path, r_type, raw, addend, in_code)?;
-            let symbol = self.resolve(unit, out, &target, raw, None)?;
+            let post_reloc = place.map(|p| (p, offset as u32, r_type, norm_addend));
+            let symbol = self.resolve(unit, out, &target, raw, post_reloc)?;
             // Named targets use the addend relative to the symbol; copied
             // sections keep the raw one.
             let addend = if matches!(target, Target::Named(_)) {
@@ -548,7 +574,7 @@ impl<'a> Context<'a> {
             );
             self.out.set_section_data(id, kept, section.align().max(1));
             self.out.section_mut(id).flags = object::SectionFlags::Elf { sh_flags: flags };
-            self.copy_relocs(unit, out, id, &kept_relocs, false)?;
+            self.copy_relocs(unit, out, id, &kept_relocs, false, None)?;
         }
         Ok(())
     }
