@@ -260,6 +260,33 @@ impl TextAlias {
     }
 }
 
+impl TextAlias {
+    /// Writes `bytes` at `offset`, as one aligned 8-byte store when they
+    /// fit in one aligned word (always so for a 5-byte trampoline at fn+9
+    /// of a 16-byte aligned function): an NMI running the code during the
+    /// stop then sees the old or the new instruction, never a torn one.
+    /// The mapping must start 8-byte aligned (see `commit`).
+    pub(crate) fn write_atomically(&self, offset: usize, bytes: &[u8]) -> Result {
+        let word_start = offset & !7;
+        let within = offset - word_start;
+        if within + bytes.len() > 8 || word_start + 8 > self.len || (self.ptr as usize) & 7 != 0 {
+            return self.write(offset, bytes);
+        }
+        // SAFETY: [word_start, word_start + 8) is inside the mapping and
+        // 8-byte aligned (checked above); only this CPU writes text during
+        // the stop.
+        unsafe {
+            let word = self.ptr.add(word_start).cast::<u64>();
+            let mut buf = core::ptr::read_volatile(word).to_le_bytes();
+            for (dst, src) in buf.iter_mut().skip(within).zip(bytes) {
+                *dst = *src;
+            }
+            core::ptr::write_volatile(word, u64::from_le_bytes(buf));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for TextAlias {
     fn drop(&mut self) {
         // SAFETY: `ptr` came from ksplice_helper_map and is unmapped once.

@@ -505,7 +505,7 @@ fn leader(stop: &Stop<'_>) -> u32 {
     }
     // COMMIT POINT: every check passed; only the writes follow.
     for (t, alias) in stop.trampolines.iter().zip(stop.aliases) {
-        let _ = alias.write(0, write(t));
+        let _ = alias.write_atomically((t.site & 7) as usize, write(t));
     }
     WRITTEN
 }
@@ -522,7 +522,10 @@ fn commit(
 ) -> Result<u64, Refusal> {
     let mut aliases = KVec::with_capacity(trampolines.len(), GFP_KERNEL)?;
     for t in trampolines {
-        aliases.push(TextAlias::map(t.site, x86::JMP_REL32_LEN)?, GFP_KERNEL)?;
+        // From the aligned word holding the site, so the write can be one
+        // 8-byte store when the site fits in that word.
+        let len = if (t.site & 7) + 5 <= 8 { 8 } else { 16 };
+        aliases.push(TextAlias::map(t.site & !7, len)?, GFP_KERNEL)?;
     }
     let mut last = Busy::new();
     let mut last_outcome = BUSY;
