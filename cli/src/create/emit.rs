@@ -96,16 +96,7 @@ impl<'a> Context<'a> {
         if let Some(&id) = self.undefined.get(name) {
             return id;
         }
-        let id = self.out.add_symbol(Symbol {
-            name: name.as_bytes().to_vec(),
-            value: 0,
-            size: 0,
-            kind: object::SymbolKind::Unknown,
-            scope: SymbolScope::Dynamic,
-            weak: false,
-            section: SymbolSection::Undefined,
-            flags: SymbolFlags::None,
-        });
+        let id = add_undefined(&mut self.out, name);
         self.undefined.insert(name.to_owned(), id);
         id
     }
@@ -690,20 +681,8 @@ pub fn build_post_object(
         object::Architecture::X86_64,
         object::Endianness::Little,
     );
-    let stub = |out: &mut write::Object<'static>, name: &str| {
-        out.add_symbol(Symbol {
-            name: name.as_bytes().to_vec(),
-            value: 0,
-            size: 0,
-            kind: object::SymbolKind::Unknown,
-            scope: SymbolScope::Dynamic,
-            weak: false,
-            section: SymbolSection::Undefined,
-            flags: SymbolFlags::None,
-        })
-    };
-    let stub_function = stub(&mut out, "__ksplice_unresolved");
-    let stub_data = stub(&mut out, "__ksplice_unresolved_data");
+    let stub_function = add_undefined(&mut out, "__ksplice_unresolved");
+    let stub_data = add_undefined(&mut out, "__ksplice_unresolved_data");
     let mut cx = Context {
         tree,
         exports: &exports,
@@ -868,6 +847,21 @@ pub fn build_post_object(
         elf,
         namespaces: cx.namespaces,
         summary: cx.summary,
+    })
+}
+
+/// An undefined global symbol: resolved by the link (stubs in main.c) or by
+/// the module loader (exports).
+fn add_undefined(out: &mut write::Object<'static>, name: &str) -> SymbolId {
+    out.add_symbol(Symbol {
+        name: name.as_bytes().to_vec(),
+        value: 0,
+        size: 0,
+        kind: object::SymbolKind::Unknown,
+        scope: SymbolScope::Dynamic,
+        weak: false,
+        section: SymbolSection::Undefined,
+        flags: SymbolFlags::None,
     })
 }
 
