@@ -67,6 +67,8 @@ struct Context<'a> {
     stub_function: SymbolId,
     stub_data: SymbolId,
     undefined: HashMap<String, SymbolId>,
+    /// Non-exported globals the module loader resolves (`.klp.rela`).
+    load_time: BTreeSet<String>,
     namespaces: BTreeSet<String>,
     places: Vec<SymbolId>,
     summary: Summary,
@@ -349,13 +351,22 @@ impl<'a> Context<'a> {
         unit: &str,
     ) -> Result<SymbolId, CreateError> {
         let Some((place, offset, r_type, addend)) = post_reloc else {
-            return Err(err(
-                unit,
-                format!(
-                    "a special section entry references {}, which is not exported",
-                    spec.name
-                ),
-            ));
+            // Consumed at load time (jump-label keys, ...): the module
+            // loader must resolve it, through a livepatch relocation
+            // (`.klp.rela`), which needs a unique global name.
+            let unique = self.system_map.get(spec.name).is_some_and(|t| t.len() == 1);
+            if spec.unit.is_some() || !unique || !self.tree.config("CONFIG_LIVEPATCH") {
+                return Err(err(
+                    unit,
+                    format!(
+                        "a special section entry references {}, which is not exported \
+                         (load-time resolution needs a unique global and CONFIG_LIVEPATCH)",
+                        spec.name
+                    ),
+                ));
+            }
+            self.load_time.insert(spec.name.to_owned());
+            return Ok(self.undefined_symbol(spec.name));
         };
         let symbol = self.payload.symbol(&spec);
         self.payload
@@ -663,6 +674,8 @@ pub struct PostObject {
     pub elf: Vec<u8>,
     /// Namespaces the module must import.
     pub namespaces: BTreeSet<String>,
+    /// Non-exported globals the module loader must resolve.
+    pub load_time: BTreeSet<String>,
     /// What it contains.
     pub summary: Summary,
 }
@@ -692,6 +705,7 @@ pub fn build_post_object(
         stub_function,
         stub_data,
         undefined: HashMap::new(),
+        load_time: BTreeSet::new(),
         namespaces: BTreeSet::new(),
         places: Vec::new(),
         summary: Summary::default(),
@@ -846,6 +860,7 @@ pub fn build_post_object(
     Ok(PostObject {
         elf,
         namespaces: cx.namespaces,
+        load_time: cx.load_time,
         summary: cx.summary,
     })
 }
@@ -914,6 +929,11 @@ pub fn build_module(
             std::thread::available_parallelism().map_or(2, |n| n.get())
         ))
         .arg("modules")
+        // The load-time symbols are undefined until `to_livepatch_relocs`.
+        .env(
+            "KBUILD_MODPOST_WARN",
+            if post.load_time.is_empty() { "" } else { "1" },
+        )
         .output()
         .map_err(|e| CreateError::io(Path::new("make"), e))?;
     let log = String::from_utf8_lossy(&output.stdout).into_owned()
@@ -925,13 +945,83 @@ pub fn build_module(
             log: tail(&log, 40),
         });
     }
-    if log.contains("undefined!") {
+    let unexpected_undefined = log
+        .lines()
+        .filter(|l| l.contains("undefined!"))
+        .any(|l| !post.load_time.iter().any(|s| l.contains(&format!("'{s}'"))));
+    if unexpected_undefined {
         return Err(CreateError::KbuildFailed {
             dir: dir.to_owned(),
             log: tail(&log, 40),
         });
     }
-    Ok(dir.join(format!("{name}.ko")))
+    let ko = dir.join(format!("{name}.ko"));
+    if !post.load_time.is_empty() {
+        to_livepatch_relocs(&ko, &post.load_time)?;
+    }
+    Ok(ko)
+}
+
+/// `SHN_LIVEPATCH` and `SHF_RELA_LIVEPATCH` (include/uapi/linux/elf.h).
+const SHN_LIVEPATCH: u16 = 0xff20;
+const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
+
+/// Rewrites the linked module so the loader resolves `symbols` itself, as
+/// livepatch modules do (Documentation/livepatch/module-elf-format.rst):
+/// each becomes `.klp.sym.vmlinux.NAME,0` in `SHN_LIVEPATCH`, and the
+/// relocations naming it move to `.klp.rela.vmlinux.SECTION`. The loader
+/// resolves them from kallsyms before jump labels and alternatives read them.
+fn to_livepatch_relocs(ko: &Path, symbols: &BTreeSet<String>) -> Result<(), CreateError> {
+    use object::build::elf::{Builder, SectionData};
+    let bad = |e: object::build::Error| CreateError::elf(ko, e);
+    let data = std::fs::read(ko).map_err(|e| CreateError::io(ko, e))?;
+    let mut b = Builder::read(&*data).map_err(bad)?;
+    let mut ids = Vec::new();
+    for sym in b.symbols.iter_mut() {
+        let name = String::from_utf8_lossy(&sym.name).into_owned();
+        if sym.section.is_none() && sym.st_shndx == elf::SHN_UNDEF && symbols.contains(&name) {
+            sym.name = format!(".klp.sym.vmlinux.{name},0").into_bytes().into();
+            sym.st_shndx = SHN_LIVEPATCH;
+            ids.push(sym.id());
+        }
+    }
+    let symtab = b
+        .sections
+        .iter()
+        .find(|s| s.sh_type == elf::SHT_SYMTAB)
+        .map(|s| s.id());
+    let mut moved = Vec::new();
+    for sec in b.sections.iter_mut() {
+        let SectionData::Relocation(relocs) = &mut sec.data else {
+            continue;
+        };
+        let (klp, keep): (Vec<_>, Vec<_>) = relocs
+            .iter()
+            .partition(|r| r.symbol.is_some_and(|s| ids.contains(&s)));
+        if klp.is_empty() {
+            continue;
+        }
+        *relocs = keep;
+        let target = String::from_utf8_lossy(&sec.name)
+            .trim_start_matches(".rela")
+            .trim_start_matches('.')
+            .to_owned();
+        moved.push((target, sec.sh_info_section, klp));
+    }
+    for (target, info, relocs) in moved {
+        let s = b.sections.add();
+        s.name = format!(".klp.rela.vmlinux.{target}").into_bytes().into();
+        s.sh_type = elf::SHT_RELA;
+        s.sh_flags = SHF_RELA_LIVEPATCH | u64::from(elf::SHF_INFO_LINK);
+        s.sh_link_section = symtab;
+        s.sh_info_section = info;
+        s.sh_addralign = 8;
+        s.sh_entsize = 24;
+        s.data = SectionData::Relocation(relocs);
+    }
+    let mut out = Vec::new();
+    b.write(&mut out).map_err(bad)?;
+    std::fs::write(ko, out).map_err(|e| CreateError::io(ko, e))
 }
 
 fn tail(text: &str, lines: usize) -> String {
