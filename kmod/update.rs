@@ -406,21 +406,28 @@ fn resolve(payload: &Payload<'_>, symbol: u32, known: &Inferences) -> Result<u64
         return Ok(v);
     }
     let name = payload.symbol_name(symbol);
+    if payload.symbol_kind(symbol) == Some(SymbolKind::Section) {
+        refuse!(
+            Abort::MissingSymbol,
+            "{name}: anonymous data not seen by run-pre matching"
+        );
+    }
+    // Not seen at any relocation site: only a name kallsyms has exactly once
+    // is unambiguous (a global always; a static only if no other file has
+    // one of that name).
     let local = payload
         .symbols
         .get(symbol)
         .is_some_and(|s| s.flags & SYMBOL_LOCAL != 0);
-    if local || payload.symbol_kind(symbol) == Some(SymbolKind::Section) {
-        refuse!(
-            Abort::MissingSymbol,
-            "{name}: static symbol not seen by run-pre matching"
-        );
-    }
-    // A global: its name is unique in vmlinux.
     let candidates = sys::candidates(name)?;
     match candidates.as_slice() {
         [one] => Ok(*one),
         [] => refuse!(Abort::MissingSymbol, "{name}: not in kallsyms"),
+        _ if local => refuse!(
+            Abort::MissingSymbol,
+            "{name}: static, not seen by run-pre matching, and {} kallsyms entries share the name",
+            candidates.len()
+        ),
         _ => refuse!(
             Abort::MissingSymbol,
             "{name}: {} kallsyms entries",

@@ -320,7 +320,13 @@ impl<'a> Context<'a> {
             return self.external(spec, post_reloc, &unit.object);
         }
         // Undefined here: another file's global.
-        if let Some(namespace) = self.exports.get(name) {
+        // Exports reserved for named modules ("module:kvm") are not ours to
+        // import: treat them like any non-exported symbol.
+        if let Some(namespace) = self
+            .exports
+            .get(name)
+            .filter(|ns| !ns.starts_with("module:"))
+        {
             if !namespace.is_empty() {
                 self.namespaces.insert(namespace.clone());
             }
@@ -784,7 +790,9 @@ pub fn build_post_object(
                     cx.add_pre_function(unit, &f.name.clone())?;
                 }
                 None if !unit.pre.objects.get(&data_name).is_some_and(|o| o.local) => {}
-                None => return Err(err(&unit.object, format!("no function references static {data_name}, so run-pre matching cannot locate it"))),
+                // ksplice.ko then takes it from kallsyms, where it is unique.
+                None if cx.system_map.get(&data_name).is_some_and(|t| t.len() == 1) => {}
+                None => return Err(err(&unit.object, format!("no function references static {data_name} and its name is not unique, so it cannot be located"))),
             }
         }
     }
