@@ -69,6 +69,9 @@ struct Context<'a> {
     undefined: HashMap<String, SymbolId>,
     /// Non-exported globals the module loader resolves (`.klp.rela`).
     load_time: BTreeSet<String>,
+    /// Carried functions without ENDBR: the places table takes their
+    /// address, but nothing calls them indirectly (tells objtool so).
+    no_endbr: Vec<SymbolId>,
     namespaces: BTreeSet<String>,
     places: Vec<SymbolId>,
     summary: Summary,
@@ -454,6 +457,9 @@ impl<'a> Context<'a> {
             .map_err(|_| err(&unit.object, format!("{} is too large", item.name)))?;
         let place = self.payload.add_place(&item.name, kind, size);
         self.places.push(symbol);
+        if kind == SymbolKind::Function && !item.bytes.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+            self.no_endbr.push(symbol);
+        }
         out.symbols.insert(item.name.clone(), (symbol, place));
         Ok(())
     }
@@ -712,6 +718,7 @@ pub fn build_post_object(
         stub_data,
         undefined: HashMap::new(),
         load_time: BTreeSet::new(),
+        no_endbr: Vec::new(),
         namespaces: BTreeSet::new(),
         places: Vec::new(),
         summary: Summary::default(),
@@ -825,6 +832,41 @@ pub fn build_post_object(
                 path: PathBuf::from("post.o"),
                 why: e.to_string(),
             })?;
+    }
+    // ANNOTATE_NOENDBR for each: `.long fn - .; .long ANNOTYPE_NOENDBR`.
+    if !cx.no_endbr.is_empty() {
+        const ANNOTYPE_NOENDBR: u32 = 1;
+        let notes = cx.out.add_section(
+            Vec::new(),
+            b".discard.annotate_insn".to_vec(),
+            SectionKind::Other,
+        );
+        let mut data = Vec::new();
+        for _ in &cx.no_endbr {
+            data.extend_from_slice(&0u32.to_le_bytes());
+            data.extend_from_slice(&ANNOTYPE_NOENDBR.to_le_bytes());
+        }
+        cx.out.set_section_data(notes, data, 4);
+        cx.out.section_mut(notes).flags = object::SectionFlags::Elf { sh_flags: 0 };
+        for (i, &symbol) in cx.no_endbr.clone().iter().enumerate() {
+            let flags = RelocationFlags::Elf {
+                r_type: elf::R_X86_64_PC32,
+            };
+            cx.out
+                .add_relocation(
+                    notes,
+                    Relocation {
+                        offset: 8 * i as u64,
+                        symbol,
+                        addend: 0,
+                        flags,
+                    },
+                )
+                .map_err(|e| CreateError::Elf {
+                    path: PathBuf::from("post.o"),
+                    why: e.to_string(),
+                })?;
+        }
     }
     add_global(
         &mut cx.out,
