@@ -69,6 +69,10 @@ unsafe impl AsBytes for uapi::ApplyRequest {}
 // SAFETY: As above.
 unsafe impl FromBytes for uapi::UndoRequest {}
 // SAFETY: As above.
+unsafe impl FromBytes for uapi::FunctionsRequest {}
+// SAFETY: As above.
+unsafe impl AsBytes for uapi::FunctionsRequest {}
+// SAFETY: As above.
 unsafe impl AsBytes for uapi::UndoRequest {}
 
 kernel::sync::global_lock! {
@@ -160,6 +164,10 @@ impl MiscDevice for KspliceDevice {
             uapi::IOC_UNDO => undo(UserSlice::new(
                 arg,
                 core::mem::size_of::<uapi::UndoRequest>(),
+            ))?,
+            uapi::IOC_FUNCTIONS => functions(UserSlice::new(
+                arg,
+                core::mem::size_of::<uapi::FunctionsRequest>(),
             ))?,
             uapi::IOC_EMPTY_STOP => empty_stop(UserSlice::new(arg, core::mem::size_of::<u64>()))?,
             _ => return Err(ENOTTY),
@@ -318,4 +326,26 @@ fn empty_stop(user: UserSlice) -> Result {
     let ns = update::empty_stop().map_err(|_| ENOMEM)?;
     drop(registry);
     user.writer().write(&ns)
+}
+
+fn functions(user: UserSlice) -> Result {
+    let (mut reader, mut writer) = user.reader_writer();
+    let mut request: uapi::FunctionsRequest = reader.read()?;
+    let id = nul_terminated(&request.id);
+    let registry = REGISTRY.lock();
+    let update = registry
+        .updates
+        .iter()
+        .find(|u| u.id_is(id))
+        .ok_or(ENOENT)?;
+    let names = update.names.as_slice();
+    let count = names.len().min(request.len as usize);
+    if count > 0 {
+        UserSlice::new(UserPtr::from_addr(request.buf as usize), count)
+            .writer()
+            .write_slice(names.get(..count).unwrap_or(&[]))?;
+    }
+    request.total = names.len() as u32;
+    drop(registry);
+    writer.write(&request)
 }

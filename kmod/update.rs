@@ -112,6 +112,8 @@ pub(crate) struct Update {
     new_code: KVec<Range>,
     pub(crate) applied_at_ns: u64,
     pub(crate) pause_ns: u64,
+    /// Names of the replaced functions, one per line (for `ksplice-view`).
+    pub(crate) names: KVec<u8>,
 }
 
 impl Update {
@@ -119,7 +121,7 @@ impl Update {
         self.trampolines.len() as u32
     }
 
-    fn id_is(&self, id: &[u8]) -> bool {
+    pub(crate) fn id_is(&self, id: &[u8]) -> bool {
         let len = self
             .id
             .iter()
@@ -869,6 +871,15 @@ pub(crate) fn apply(
         *d = s;
     }
     let functions = trampolines.len() as u32;
+    let mut names = KVec::new();
+    for r in payload.replacements.iter() {
+        let symbol = payload
+            .functions
+            .get(r.function)
+            .map_or(u32::MAX, |f| f.symbol);
+        names.extend_from_slice(payload.symbol_name(symbol).as_bytes(), GFP_KERNEL)?;
+        names.push(b'\n', GFP_KERNEL)?;
+    }
     registry.updates.push(
         Update {
             id: id_buf,
@@ -877,6 +888,7 @@ pub(crate) fn apply(
             new_code,
             applied_at_ns: sys::real_ns(),
             pause_ns: pause,
+            names,
         },
         GFP_KERNEL,
     )?;

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use ksplice_core::uapi::{
-    self, ApplyRequest, Info, ListRequest, OpResult, UndoRequest, UpdateEntry,
+    self, ApplyRequest, FunctionsRequest, Info, ListRequest, OpResult, UndoRequest, UpdateEntry,
 };
 use log::debug;
 
@@ -16,6 +16,7 @@ nix::ioctl_read_bad!(ioctl_info, uapi::IOC_INFO, Info);
 nix::ioctl_readwrite_bad!(ioctl_list, uapi::IOC_LIST, ListRequest);
 nix::ioctl_readwrite_bad!(ioctl_apply, uapi::IOC_APPLY, ApplyRequest);
 nix::ioctl_readwrite_bad!(ioctl_undo, uapi::IOC_UNDO, UndoRequest);
+nix::ioctl_readwrite_bad!(ioctl_functions, uapi::IOC_FUNCTIONS, FunctionsRequest);
 
 /// How hard the kernel tries before `code_busy` (0: its default).
 #[derive(Clone, Copy, Debug, Default, clap::Args)]
@@ -159,6 +160,36 @@ impl Device {
             "UNDO",
         )?;
         Ok(request.result)
+    }
+
+    /// Names of the functions the applied update `id` replaces.
+    pub fn functions(&self, id: &str) -> Result<Vec<String>, Error> {
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let mut request = FunctionsRequest {
+                id: [0; uapi::ID_MAX_LEN + 1],
+                buf: buf.as_mut_ptr() as u64,
+                len: u32::try_from(buf.len()).map_err(|_| Error::MalformedReply {
+                    what: "function names",
+                })?,
+                total: 0,
+            };
+            for (d, s) in request.id.iter_mut().zip(id.bytes().take(uapi::ID_MAX_LEN)) {
+                *d = s;
+            }
+            // SAFETY: `request` is a valid `FunctionsRequest` pointing at
+            // `len` writable bytes owned by `buf`.
+            self.check(
+                unsafe { ioctl_functions(self.file.as_raw_fd(), &mut request) },
+                "FUNCTIONS",
+            )?;
+            if request.total as usize <= buf.len() {
+                buf.truncate(request.total as usize);
+                let text = String::from_utf8_lossy(&buf);
+                return Ok(text.lines().map(str::to_owned).collect());
+            }
+            buf.resize(request.total as usize, 0);
+        }
     }
 
     fn check(&self, result: nix::Result<i32>, request: &'static str) -> Result<(), Error> {

@@ -39,12 +39,13 @@ struct UpdateReport {
     id: String,
     state: &'static str,
     functions: u32,
+    replaced: Vec<String>,
     applied_at: String,
     pause_ns: u64,
 }
 
 impl UpdateReport {
-    fn new(entry: &UpdateEntry) -> Result<Self, Error> {
+    fn new(entry: &UpdateEntry, device: &Device) -> Result<Self, Error> {
         let id = entry
             .id_str()
             .ok_or(Error::MalformedReply { what: "update id" })?;
@@ -54,6 +55,7 @@ impl UpdateReport {
             id: id.to_owned(),
             state,
             functions: entry.functions,
+            replaced: device.functions(id)?,
             applied_at: humantime::format_rfc3339_seconds(applied).to_string(),
             pause_ns: entry.pause_ns,
         })
@@ -65,7 +67,7 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
     let mut updates = device
         .list()?
         .iter()
-        .map(UpdateReport::new)
+        .map(|entry| UpdateReport::new(entry, &device))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(id) = &args.id {
         updates.retain(|u| &u.id == id);
@@ -104,6 +106,9 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
                 u.pause_ns as f64 / 1000.0
             )
             .map_err(Error::Output)?;
+            for function in &u.replaced {
+                writeln!(out, "    replaces {function}").map_err(Error::Output)?;
+            }
         }
     }
     Ok(ExitStatus::Success)

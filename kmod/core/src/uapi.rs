@@ -9,7 +9,7 @@
 pub const DEVICE_PATH: &str = "/dev/ksplice";
 
 /// Bumped whenever a struct or command below changes incompatibly.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The ioctl "type" byte of `/dev/ksplice` (unused in ioctl-number.rst).
 pub const IOCTL_TYPE: u32 = 0xB5;
@@ -62,6 +62,29 @@ pub const IOC_UNDO: u32 = ioc(
 /// CPU, then serialise) and writes its duration in ns as a `u64`: the
 /// baseline for apply's pause in benchmarks.
 pub const IOC_EMPTY_STOP: u32 = ioc(IOC_READ, 0x05, core::mem::size_of::<u64>());
+
+/// `FUNCTIONS`: userspace passes a [`FunctionsRequest`]; the kernel writes
+/// the names of the functions update `id` replaces, one per line.
+pub const IOC_FUNCTIONS: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x06,
+    core::mem::size_of::<FunctionsRequest>(),
+);
+
+/// Argument of [`IOC_FUNCTIONS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionsRequest {
+    /// The update id, NUL-padded.
+    pub id: [u8; ID_MAX_LEN + 1],
+    /// User address of a buffer for the names.
+    pub buf: u64,
+    /// Its size; 0 only asks for `total`.
+    pub len: u32,
+    /// Set by the kernel: bytes of names it has (only `min(len, total)`
+    /// are written).
+    pub total: u32,
+}
 
 /// Longest module name (`MODULE_NAME_LEN` is 56 with the NUL).
 pub const MODULE_NAME_LEN: usize = 56;
@@ -363,7 +386,15 @@ mod tests {
         assert_eq!(offset_of!(ApplyRequest, result), 80);
         assert_eq!(size_of::<UndoRequest>(), 32 + 8 + size_of::<OpResult>());
         assert_eq!(offset_of!(UndoRequest, result) % 8, 0);
-        let numbers = [IOC_INFO, IOC_LIST, IOC_APPLY, IOC_UNDO, IOC_EMPTY_STOP];
+        assert_eq!(size_of::<FunctionsRequest>(), 32 + 8 + 4 + 4);
+        let numbers = [
+            IOC_INFO,
+            IOC_LIST,
+            IOC_APPLY,
+            IOC_UNDO,
+            IOC_EMPTY_STOP,
+            IOC_FUNCTIONS,
+        ];
         for (i, a) in numbers.iter().enumerate() {
             assert!(numbers[i + 1..].iter().all(|b| a != b));
         }
