@@ -20,8 +20,8 @@ use object::elf;
 use object::read::elf::SectionHeader as _;
 use object::write::{self, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
 use object::{
-    Object as _, ObjectSection as _, ObjectSymbol as _, RelocationFlags, RelocationTarget,
-    SectionKind, SymbolFlags, SymbolScope,
+    Object as _, ObjectSection as _, ObjectSymbol as _, RelocationFlags, SectionKind, SymbolFlags,
+    SymbolScope,
 };
 
 use super::kbuild::KernelTree;
@@ -154,15 +154,7 @@ impl<'a> Context<'a> {
         self.out.section_mut(id).flags = object::SectionFlags::Elf { sh_flags: flags };
         out.copied_sections.insert(index, id);
         // Relocations inside the copied section (e.g. calls in replacement code).
-        let relocs: Vec<(u64, u32, object::SymbolIndex, i64)> = section
-            .relocations()
-            .filter_map(|(off, r)| match (r.flags(), r.target()) {
-                (RelocationFlags::Elf { r_type }, RelocationTarget::Symbol(s)) => {
-                    Some((off, r_type, s, r.addend()))
-                }
-                _ => None,
-            })
-            .collect();
+        let relocs = objdiff::symbol_relocs(&section);
         // Data is used only once trampolines exist, so its references to
         // non-exported symbols can be post relocations: the copy becomes a
         // place. Code copied here (alternative replacements) is consumed at
@@ -530,16 +522,7 @@ impl<'a> Context<'a> {
                     ),
                 ));
             }
-            let mut relocs: Vec<(u64, u32, object::SymbolIndex, i64)> = section
-                .relocations()
-                .filter_map(|(off, r)| match (r.flags(), r.target()) {
-                    (RelocationFlags::Elf { r_type }, RelocationTarget::Symbol(s)) => {
-                        Some((off, r_type, s, r.addend()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            relocs.sort_by_key(|r| r.0);
+            let relocs = objdiff::symbol_relocs(&section);
             let mut kept = Vec::new();
             let mut kept_relocs = Vec::new();
             for entry in 0..data.len() / size {

@@ -508,6 +508,24 @@ pub fn defined_names(object: &Object) -> HashMap<&str, &Item> {
         .collect()
 }
 
+/// A section's relocations against symbols, as `(offset, r_type, symbol,
+/// addend)`, in offset order.
+pub fn symbol_relocs<'a>(
+    section: &impl object::ObjectSection<'a>,
+) -> Vec<(u64, u32, SymbolIndex, i64)> {
+    let mut relocs: Vec<_> = section
+        .relocations()
+        .filter_map(|(off, r)| match (r.flags(), r.target()) {
+            (RelocationFlags::Elf { r_type }, RelocationTarget::Symbol(s)) => {
+                Some((off, r_type, s, r.addend()))
+            }
+            _ => None,
+        })
+        .collect();
+    relocs.sort_by_key(|r| r.0);
+    relocs
+}
+
 /// The runtime-patched sites of `function` in `object`: jump-label `jmp`s
 /// (from `__jump_table`) and alternatives (from `.altinstructions`), as
 /// `(offset, length, kind)`.
@@ -527,16 +545,11 @@ pub fn patched_sites(
             continue;
         };
         let data = section.data().map_err(|e| elf_error(path, e))?;
-        for (offset, reloc) in section.relocations() {
+        for (offset, r_type, sym, addend) in symbol_relocs(&section) {
             if offset as usize % size != 0 {
                 continue;
             }
-            let (RelocationFlags::Elf { r_type }, RelocationTarget::Symbol(sym)) =
-                (reloc.flags(), reloc.target())
-            else {
-                continue;
-            };
-            let (target, at) = normalise(&file, path, r_type, sym, reloc.addend(), false)?;
+            let (target, at) = normalise(&file, path, r_type, sym, addend, false)?;
             if target != Target::Named(function.name.clone())
                 || at < 0
                 || at as u64 >= function.size

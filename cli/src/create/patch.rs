@@ -169,11 +169,11 @@ pub fn apply_on(
 
         let mut touched_names = Vec::new();
         let mut lines: Vec<String> = patched.split_inclusive('\n').map(str::to_owned).collect();
+        let original_lines: Vec<&str> = original.lines().collect();
         // Last hunk first, so earlier insertion points stay valid.
         for hunk in patch.hunks().iter().rev() {
             // The enclosing definition, as `diff -p` finds it: the nearest
             // line above the hunk that starts with an identifier and has '('.
-            let original_lines: Vec<&str> = original.lines().collect();
             let context = hunk.function_context().map(str::to_owned).or_else(|| {
                 let from = hunk.old_range().start().min(original_lines.len());
                 original_lines[..from]
