@@ -102,6 +102,21 @@ impl Error {
         }
     }
 
+    /// The refusal a kernel `APPLY`/`UNDO` result carries, if any.
+    pub fn from_result(
+        operation: &'static str,
+        result: &ksplice_core::uapi::OpResult,
+    ) -> Option<Self> {
+        use ksplice_core::uapi::Abort;
+        // A code this tool does not know still means "refused".
+        let abort = Abort::from_u32(result.abort).unwrap_or(Abort::BadPayload);
+        (abort != Abort::None).then(|| Self::Refused {
+            operation,
+            abort,
+            detail: result.detail_str().to_owned(),
+        })
+    }
+
     /// What the sysadmin can do about it, where there is something.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
@@ -138,5 +153,30 @@ fn abort_hint(abort: ksplice_core::uapi::Abort) -> &'static str {
         Abort::MissingSymbol => "a symbol the new code needs could not be located unambiguously",
         Abort::OutOfMemory => "the kernel is short of memory; retry",
         Abort::None => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ksplice_core::uapi::{Abort, OpResult};
+
+    #[test]
+    fn only_a_nonzero_abort_code_is_a_refusal_and_unknown_codes_still_refuse() {
+        let mut result = OpResult::zeroed();
+        assert!(Error::from_result("apply", &result).is_none());
+        result.abort = Abort::CodeBusy as u32;
+        result.detail[..4].copy_from_slice(b"kthr");
+        let e = Error::from_result("apply", &result).unwrap();
+        assert_eq!(e.exit_status(), ExitStatus::Refused);
+        assert!(e.to_string().contains("code_busy: kthr"), "{e}");
+        result.abort = 999;
+        assert!(matches!(
+            Error::from_result("undo", &result),
+            Some(Error::Refused {
+                abort: Abort::BadPayload,
+                ..
+            })
+        ));
     }
 }

@@ -24,11 +24,17 @@ pub fn init_logging(verbose: u8) {
         .init();
 }
 
-/// Prints `error` as `<tool>: <error>` and returns the exit code for it.
-pub fn report(tool: &str, error: &Error) -> std::process::ExitCode {
-    eprintln!("{tool}: {error}");
-    if let Some(hint) = error.hint() {
-        eprintln!("{tool}: hint: {hint}");
+/// Ends a tool: its status on success, else `error` printed as
+/// `<tool>: <error>` (plus a hint) and the error's exit code.
+pub fn finish(tool: &str, result: Result<ExitStatus, Error>) -> std::process::ExitCode {
+    match result {
+        Ok(status) => status.into(),
+        Err(error) => {
+            eprintln!("{tool}: {error}");
+            if let Some(hint) = error.hint() {
+                eprintln!("{tool}: hint: {hint}");
+            }
+            error.exit_status().into()
+        }
     }
-    error.exit_status().into()
 }

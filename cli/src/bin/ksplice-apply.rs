@@ -7,7 +7,6 @@ use clap::Parser;
 use ksplice::device::{Device, Retry};
 use ksplice::module::{self, UpdateFile};
 use ksplice::{Error, ExitStatus};
-use ksplice_core::uapi::Abort;
 use log::info;
 
 /// Apply a ksplice update to the running kernel, without a reboot.
@@ -89,17 +88,12 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
         }
     );
     let result = device.apply(&update.payload, &update.module_name, args.retry)?;
-    let abort = Abort::from_u32(result.abort).unwrap_or(Abort::BadPayload);
-    if abort != Abort::None {
+    if let Some(refused) = Error::from_result("apply", &result) {
         // Leave nothing behind: the update never took effect.
         if loaded_now {
             let _ = module::unload(&update.module_name);
         }
-        return Err(Error::Refused {
-            operation: "apply",
-            abort,
-            detail: result.detail_str().to_owned(),
-        });
+        return Err(refused);
     }
     println!(
         "applied update {}: {} function(s) replaced, stop_machine pause {:.1} us",
@@ -113,8 +107,5 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
 fn main() -> ExitCode {
     let args = Args::parse();
     ksplice::init_logging(args.verbose);
-    match run(&args) {
-        Ok(status) => status.into(),
-        Err(e) => ksplice::report("ksplice-apply", &e),
-    }
+    ksplice::finish("ksplice-apply", run(&args))
 }

@@ -162,8 +162,5 @@ fn explain(analysis: &create::Analysis) {
 fn main() -> ExitCode {
     let args = Args::parse();
     ksplice::init_logging(args.verbose);
-    match run(&args) {
-        Ok(status) => status.into(),
-        Err(e) => ksplice::report("ksplice-create", &e),
-    }
+    ksplice::finish("ksplice-create", run(&args))
 }

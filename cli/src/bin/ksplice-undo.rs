@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ksplice::device::{Device, Retry};
 use ksplice::{module, Error, ExitStatus};
-use ksplice_core::uapi::{self, Abort};
+use ksplice_core::uapi;
 
 /// Undo an applied ksplice update, restoring the original code.
 ///
@@ -30,13 +30,8 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
     }
     let device = Device::open()?;
     let result = device.undo(&args.id, args.retry)?;
-    let abort = Abort::from_u32(result.abort).unwrap_or(Abort::BadPayload);
-    if abort != Abort::None {
-        return Err(Error::Refused {
-            operation: "undo",
-            abort,
-            detail: result.detail_str().to_owned(),
-        });
+    if let Some(refused) = Error::from_result("undo", &result) {
+        return Err(refused);
     }
     println!(
         "undid update {}: {} function(s) restored, stop_machine pause {:.1} us",
@@ -52,8 +47,5 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
 fn main() -> ExitCode {
     let args = Args::parse();
     ksplice::init_logging(args.verbose);
-    match run(&args) {
-        Ok(status) => status.into(),
-        Err(e) => ksplice::report("ksplice-undo", &e),
-    }
+    ksplice::finish("ksplice-undo", run(&args))
 }

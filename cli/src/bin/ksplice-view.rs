@@ -117,10 +117,7 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
 fn main() -> ExitCode {
     let args = Args::parse();
     ksplice::init_logging(args.verbose);
-    match run(&args) {
-        Ok(status) => status.into(),
-        Err(e) => ksplice::report("ksplice-view", &e),
-    }
+    ksplice::finish("ksplice-view", run(&args))
 }
 
 #[cfg(test)]
