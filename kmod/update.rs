@@ -527,7 +527,6 @@ fn commit(
     ranges: &[Range],
     tries: u32,
     retry_ms: u32,
-    names: &dyn Fn(u64) -> KVec<u8>,
 ) -> Result<u64, Refusal> {
     let mut aliases = KVec::with_capacity(trampolines.len(), GFP_KERNEL)?;
     for t in trampolines {
@@ -591,7 +590,7 @@ fn commit(
         .position(|&b| b == 0)
         .unwrap_or(last.comm.len());
     let comm = core::str::from_utf8(last.comm.get(..comm_len).unwrap_or(&[])).unwrap_or("?");
-    let function = names(last.addr);
+    let function = sprinted_name(last.addr);
     let function = core::str::from_utf8(&function).unwrap_or("?");
     match last_outcome {
         CHANGED => refuse!(
@@ -850,7 +849,6 @@ pub(crate) fn apply(
         &ranges,
         tries,
         retry_ms,
-        &sprinted_name,
     )?;
 
     let mut new_code = KVec::new();
@@ -933,7 +931,6 @@ pub(crate) fn undo(
         &update.new_code,
         tries,
         retry_ms,
-        &sprinted_name,
     )?;
     let functions = update.functions();
     // Dropping the update releases its module reference.
@@ -948,5 +945,5 @@ pub(crate) fn undo(
 
 /// The pause of an empty stop_machine, run exactly like apply's.
 pub(crate) fn empty_stop() -> Result<u64, Refusal> {
-    commit(Direction::Nothing, &[], &[], 1, 1, &sprinted_name)
+    commit(Direction::Nothing, &[], &[], 1, 1)
 }
