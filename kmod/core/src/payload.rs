@@ -67,10 +67,13 @@ pub fn string_literal(name: &str, out: &mut [u8]) -> Option<usize> {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16);
-    for (dst, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        let hi = digit(*pair.first()?)?;
-        let lo = digit(*pair.get(1)?)?;
-        *dst = u8::try_from(hi * 16 + lo).ok()?;
+    // A plain indexed loop: rustc's `zip` over `chunks_exact` leaves
+    // objtool-confusing (fall-through) code in the kernel build.
+    for (i, dst) in out.iter_mut().take(hex.len() / 2).enumerate() {
+        let at = i.checked_mul(2)?;
+        let hi = digit(*hex.get(at)?)?;
+        let lo = digit(*hex.get(at.checked_add(1)?)?)?;
+        *dst = u8::try_from(hi.checked_mul(16)?.checked_add(lo)?).ok()?;
     }
     Some(hex.len() / 2)
 }
