@@ -44,6 +44,7 @@ lint: rust-toolchain
 	cargo fmt --all --check
 
 vm-test: kmod cli updates
+	tests/harness/test-vm-run.sh
 	scripts/vm-test
 
 # The VM harness's own kernel-log scanner, on sample logs.

@@ -1,54 +1,54 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C glue for ksplice.ko: only what Rust cannot reach (macros, static
- * inlines, opaque structs, unexported symbols found through kallsyms),
- * each a small function, as rust/helpers does. The logic lives in Rust.
+ * C glue for ksplice.ko, as rust/helpers does: one-line wrappers of what
+ * Rust cannot reach (macros, static inlines, opaque structs) and of
+ * unexported kernel functions, which are found through kallsyms at load.
+ * The logic (matching, the stack check, trampolines) lives in Rust.
  */
 #include <linux/cpu.h>
 #include <linux/cpumask.h>
-#include <linux/elf.h>
+#include <linux/ftrace.h>
 #include <linux/kallsyms.h>
+#include <linux/kdebug.h>
 #include <linux/kprobes.h>
+#include <linux/livepatch.h>
 #include <linux/memory.h>
 #include <linux/module.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
+#include <linux/percpu.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
-#include <linux/smp.h>
+#include <linux/sched/task_stack.h>
 #include <linux/stop_machine.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/utsname.h>
 #include <linux/vmalloc.h>
 #include <asm/sync_core.h>
+#include <asm/text-patching.h>
 #include <asm/unwind.h>
 
 #include "helpers.h"
 
-/* The release string of the running kernel; uts_namespace is opaque to bindgen. */
-const char *ksplice_helper_kernel_release(void)
-{
-	return init_utsname()->release;
-}
+static_assert(sizeof(struct unwind_state) <= KSPLICE_UNWIND_STATE_SIZE);
 
-/* ---- kallsyms: unexported symbols this module needs ---- */
+/* ---- kallsyms ---- */
 
-typedef unsigned long (*lookup_name_t)(const char *name);
-typedef int (*each_match_t)(int (*fn)(void *, unsigned long), const char *name, void *data);
-typedef int (*stop_cpuslocked_t)(cpu_stop_fn_t fn, void *data, const struct cpumask *cpus);
-typedef struct task_struct *(*idle_task_t)(int cpu);
-typedef struct module *(*find_module_t)(const char *name);
-typedef void (*put_task_stack_t)(struct task_struct *tsk);
-
-static lookup_name_t ks_lookup_name;
-static each_match_t ks_each_match;
-static stop_cpuslocked_t ks_stop_cpuslocked;
-static idle_task_t ks_idle_task;
-static find_module_t ks_find_module;
-static put_task_stack_t ks_put_task_stack;
-static struct mutex *ks_text_mutex;
-static const char *ks_notes_start, *ks_notes_end;
+static unsigned long (*ks_lookup_name)(const char *name);
+static int (*ks_each_match)(int (*fn)(void *, unsigned long), const char *name, void *data);
+static int (*ks_stop_cpuslocked)(cpu_stop_fn_t fn, void *data, const struct cpumask *cpus);
+static struct task_struct *(*ks_idle_task)(int cpu);
+static struct module *(*ks_find_module)(const char *name);
+static void (*ks_put_task_stack)(struct task_struct *tsk);
+static struct kprobe *(*ks_get_kprobe)(void *addr);
+static bool (*ks_within_kprobe_blacklist)(unsigned long addr);
+static struct ftrace_rec_iter *(*ks_rec_iter_start)(void);
+static struct ftrace_rec_iter *(*ks_rec_iter_next)(struct ftrace_rec_iter *iter);
+static struct dyn_ftrace *(*ks_rec_iter_record)(struct ftrace_rec_iter *iter);
+static unsigned long (*ks_find_rec_direct)(unsigned long ip);
+static struct mutex *ks_text_mutex, *ks_kprobe_mutex, *ks_ftrace_lock, *ks_klp_mutex;
+static struct list_head *ks_klp_patches;
 
 /*
  * kallsyms_lookup_name is not exported; register_kprobe resolves a symbol
@@ -71,23 +71,99 @@ static unsigned long find_kallsyms_lookup_name(void)
 	return addr;
 }
 
-int ksplice_helper_init_kallsyms(void)
+static int count_match(void *data, unsigned long addr)
 {
-	ks_lookup_name = (lookup_name_t)find_kallsyms_lookup_name();
+	unsigned long *found = data;
+
+	found[found[1] ? 2 : 1] = addr;
+	found[0]++;
+	return 0;
+}
+
+/* The address of a symbol kallsyms has exactly once, else 0. */
+static unsigned long unique(const char *name)
+{
+	unsigned long found[3] = { 0, 0, 0 };
+
+	ks_each_match(count_match, name, found);
+	return found[0] == 1 ? found[1] : 0;
+}
+
+int ksplice_helper_init_kallsyms(struct ksplice_symbols *out)
+{
+	ks_lookup_name = (void *)find_kallsyms_lookup_name();
 	if (!ks_lookup_name)
 		return -ENOENT;
-	ks_each_match = (each_match_t)ks_lookup_name("kallsyms_on_each_match_symbol");
-	ks_stop_cpuslocked = (stop_cpuslocked_t)ks_lookup_name("stop_machine_cpuslocked");
-	ks_idle_task = (idle_task_t)ks_lookup_name("idle_task");
-	ks_find_module = (find_module_t)ks_lookup_name("find_module");
-	ks_put_task_stack = (put_task_stack_t)ks_lookup_name("put_task_stack");
-	ks_text_mutex = (struct mutex *)ks_lookup_name("text_mutex");
-	ks_notes_start = (const char *)ks_lookup_name("__start_notes");
-	ks_notes_end = (const char *)ks_lookup_name("__stop_notes");
-	if (!ks_each_match || !ks_stop_cpuslocked || !ks_idle_task || !ks_find_module ||
-	    !ks_put_task_stack || !ks_text_mutex)
+	ks_each_match = (void *)ks_lookup_name("kallsyms_on_each_match_symbol");
+	if (!ks_each_match)
+		return -ENOENT;
+	ks_stop_cpuslocked = (void *)unique("stop_machine_cpuslocked");
+	ks_idle_task = (void *)unique("idle_task");
+	ks_find_module = (void *)unique("find_module");
+	ks_put_task_stack = (void *)unique("put_task_stack");
+	ks_get_kprobe = (void *)unique("get_kprobe");
+	ks_within_kprobe_blacklist = (void *)unique("within_kprobe_blacklist");
+	ks_rec_iter_start = (void *)unique("ftrace_rec_iter_start");
+	ks_rec_iter_next = (void *)unique("ftrace_rec_iter_next");
+	ks_rec_iter_record = (void *)unique("ftrace_rec_iter_record");
+	ks_find_rec_direct = (void *)unique("ftrace_find_rec_direct");
+	ks_text_mutex = (void *)unique("text_mutex");
+	ks_kprobe_mutex = (void *)unique("kprobe_mutex");
+	ks_ftrace_lock = (void *)unique("ftrace_lock");
+	ks_klp_mutex = (void *)unique("klp_mutex");
+	ks_klp_patches = (void *)unique("klp_patches");
+	out->rcu_tasks_percpu = unique("rcu_tasks__percpu");
+	out->rcu_tasks = unique("rcu_tasks");
+	out->return_to_handler = unique("return_to_handler");
+	out->kretprobe_trampoline = unique("__kretprobe_trampoline");
+	out->notes_start = unique("__start_notes");
+	out->notes_end = unique("__stop_notes");
+	if (!ks_stop_cpuslocked || !ks_idle_task || !ks_find_module || !ks_put_task_stack ||
+	    !ks_get_kprobe || !ks_within_kprobe_blacklist || !ks_text_mutex || !ks_kprobe_mutex)
+		return -ENOENT;
+	/* Both or neither: ftrace's lock and its records. */
+	if (!!ks_ftrace_lock != !!(ks_rec_iter_start && ks_rec_iter_next && ks_rec_iter_record))
+		return -ENOENT;
+	if (!!ks_klp_mutex != !!ks_klp_patches)
 		return -ENOENT;
 	return 0;
+}
+
+void ksplice_helper_task_layout(struct ksplice_task_layout *out)
+{
+	static_assert(sizeof_field(struct task_struct, on_cpu) == 1 ||
+		      sizeof_field(struct task_struct, on_cpu) == sizeof(int));
+	static_assert(sizeof_field(struct task_struct, __state) == sizeof(int));
+	static_assert(sizeof_field(struct task_struct, pid) == sizeof(int));
+	out->tasks = offsetof(struct task_struct, tasks);
+	out->thread_node = offsetof(struct task_struct, thread_node);
+	out->signal = offsetof(struct task_struct, signal);
+	out->thread_head = offsetof(struct signal_struct, thread_head);
+	out->nvcsw = offsetof(struct task_struct, nvcsw);
+	out->nivcsw = offsetof(struct task_struct, nivcsw);
+	out->on_cpu = offsetof(struct task_struct, on_cpu);
+	out->on_cpu_size = sizeof_field(struct task_struct, on_cpu);
+	out->start_time = offsetof(struct task_struct, start_time);
+	out->stack = offsetof(struct task_struct, stack);
+	out->thread_sp = offsetof(struct task_struct, thread.sp);
+	out->state = offsetof(struct task_struct, __state);
+	out->pid = offsetof(struct task_struct, pid);
+	out->comm = offsetof(struct task_struct, comm);
+#ifdef CONFIG_TASKS_RCU
+	out->rcu_tasks_exit_list = offsetof(struct task_struct, rcu_tasks_exit_list);
+#else
+	out->rcu_tasks_exit_list = ULONG_MAX;
+#endif
+}
+
+struct task_struct *ksplice_helper_init_task(void)
+{
+	return &init_task;
+}
+
+const char *ksplice_helper_kernel_release(void)
+{
+	return init_utsname()->release;
 }
 
 int ksplice_helper_for_each_match(const char *name, int (*fn)(void *, unsigned long), void *data)
@@ -95,76 +171,46 @@ int ksplice_helper_for_each_match(const char *name, int (*fn)(void *, unsigned l
 	return ks_each_match(fn, name, data);
 }
 
-#define KSPLICE_NT_GNU_BUILD_ID 3	/* from the ELF gABI; not in kernel headers */
-
-/* The GNU build id of the running vmlinux, from its .notes section. */
-int ksplice_helper_build_id(u8 *out, int max)
-{
-	const char *p = ks_notes_start;
-
-	while (p && p + sizeof(Elf64_Nhdr) <= ks_notes_end) {
-		const Elf64_Nhdr *n = (const Elf64_Nhdr *)p;
-		const char *name = p + sizeof(*n);
-		const char *desc = name + ALIGN(n->n_namesz, 4);
-
-		if (desc + ALIGN(n->n_descsz, 4) > ks_notes_end)
-			break;
-		if (n->n_type == KSPLICE_NT_GNU_BUILD_ID && n->n_namesz == 4 && !memcmp(name, "GNU", 4)) {
-			int len = min_t(int, n->n_descsz, max);
-
-			memcpy(out, desc, len);
-			return len;
-		}
-		p = desc + ALIGN(n->n_descsz, 4);
-	}
-	return 0;
-}
-
-/* ---- update modules ---- */
-
-/* Finds a live module by name and takes a reference; NULL if absent. */
+/* A live module by name, with a reference taken; NULL if absent or not live. */
 struct module *ksplice_helper_get_module(const char *name)
 {
 	struct module *mod;
 
-	rcu_read_lock();
+	guard(rcu)();
 	mod = ks_find_module(name);
 	if (mod && (mod->state != MODULE_STATE_LIVE || !try_module_get(mod)))
 		mod = NULL;
-	rcu_read_unlock();
 	return mod;
 }
 
-void ksplice_helper_put_module(struct module *mod)
+void ksplice_helper_module_put(struct module *mod)
 {
 	module_put(mod);
 }
 
-const char *ksplice_helper_module_name(struct module *mod)
+/* Another reference, for a caller that already holds one. */
+void ksplice_helper_module_get(struct module *mod)
 {
-	return mod->name;
+	__module_get(mod);
 }
 
 /* Address and size of a defined symbol of a module, from its kallsyms. */
 unsigned long ksplice_helper_module_symbol(struct module *mod, const char *name, unsigned long *size)
 {
 	struct mod_kallsyms *kallsyms;
-	unsigned long addr = 0;
 	unsigned int i;
 
-	rcu_read_lock();
+	guard(rcu)();
 	kallsyms = rcu_dereference(mod->kallsyms);
 	for (i = 0; kallsyms && i < kallsyms->num_symtab; i++) {
 		const Elf_Sym *sym = &kallsyms->symtab[i];
 
 		if (sym->st_shndx != SHN_UNDEF && !strcmp(kallsyms->strtab + sym->st_name, name)) {
-			addr = sym->st_value;
 			*size = sym->st_size;
-			break;
+			return sym->st_value;
 		}
 	}
-	rcu_read_unlock();
-	return addr;
+	return 0;
 }
 
 /* Whether [addr, addr + len) lies inside one memory region of the module. */
@@ -179,6 +225,19 @@ bool ksplice_helper_module_owns(struct module *mod, unsigned long addr, unsigned
 	}
 	return false;
 }
+
+/* ---- locks, in the order kprobes, ftrace and the text patchers take them ---- */
+
+void ksplice_helper_kprobe_lock(void) { mutex_lock(ks_kprobe_mutex); }
+void ksplice_helper_kprobe_unlock(void) { mutex_unlock(ks_kprobe_mutex); }
+void ksplice_helper_ftrace_lock(void) { if (ks_ftrace_lock) mutex_lock(ks_ftrace_lock); }
+void ksplice_helper_ftrace_unlock(void) { if (ks_ftrace_lock) mutex_unlock(ks_ftrace_lock); }
+void ksplice_helper_cpus_read_lock(void) { cpus_read_lock(); }
+void ksplice_helper_cpus_read_unlock(void) { cpus_read_unlock(); }
+void ksplice_helper_text_lock(void) { mutex_lock(ks_text_mutex); }
+void ksplice_helper_text_unlock(void) { mutex_unlock(ks_text_mutex); }
+void ksplice_helper_klp_lock(void) { if (ks_klp_mutex) mutex_lock(ks_klp_mutex); }
+void ksplice_helper_klp_unlock(void) { if (ks_klp_mutex) mutex_unlock(ks_klp_mutex); }
 
 /* ---- writing text ---- */
 
@@ -198,10 +257,9 @@ void *ksplice_helper_map(unsigned long addr, unsigned long len)
 	if (len == 0 || len > PAGE_SIZE)
 		return NULL;
 	for (i = 0; i < n; i++) {
-		unsigned long page = first + i * PAGE_SIZE;
+		void *page = (void *)(first + i * PAGE_SIZE);
 
-		pages[i] = is_vmalloc_or_module_addr((void *)page) ? vmalloc_to_page((void *)page)
-								  : virt_to_page((void *)page);
+		pages[i] = is_vmalloc_or_module_addr(page) ? vmalloc_to_page(page) : virt_to_page(page);
 		if (!pages[i])
 			return NULL;
 	}
@@ -214,20 +272,7 @@ void ksplice_helper_unmap(void *alias)
 	vunmap((void *)((unsigned long)alias & PAGE_MASK));
 }
 
-/* Lock order as every kernel text patcher: cpus_read_lock, then text_mutex. */
-void ksplice_helper_lock_text(void)
-{
-	cpus_read_lock();
-	mutex_lock(ks_text_mutex);
-}
-
-void ksplice_helper_unlock_text(void)
-{
-	mutex_unlock(ks_text_mutex);
-	cpus_read_unlock();
-}
-
-/* Runs fn on every online CPU at once; the caller holds ksplice_helper_lock_text. */
+/* Runs fn on every online CPU at once; the caller holds cpus_read_lock. */
 int ksplice_helper_stop_machine(int (*fn)(void *), void *data)
 {
 	return ks_stop_cpuslocked(fn, data, cpu_online_mask);
@@ -238,183 +283,138 @@ void ksplice_helper_sync_core(void)
 	sync_core();
 }
 
-unsigned int ksplice_helper_num_online_cpus(void)
+/* Rust (trampoline.rs): the jmp target an int3 of ksplice stands for, or 0. */
+unsigned long ksplice_int3_target(unsigned long addr);
+NOKPROBE_SYMBOL(ksplice_int3_target);
+
+/* While a trampoline is written, an NMI that runs it meets an int3 first. */
+static int ksplice_die_notify(struct notifier_block *nb, unsigned long val, void *data)
 {
-	return num_online_cpus();
+	struct die_args *args = data;
+	unsigned long target;
+
+	if (val != DIE_INT3 || user_mode(args->regs))
+		return NOTIFY_DONE;
+	target = ksplice_int3_target(args->regs->ip - INT3_INSN_SIZE);
+	if (!target)
+		return NOTIFY_DONE;
+	int3_emulate_jmp(args->regs, target);
+	return NOTIFY_STOP;
+}
+NOKPROBE_SYMBOL(ksplice_die_notify);
+
+static struct notifier_block ksplice_die_nb = { .notifier_call = ksplice_die_notify };
+
+int ksplice_helper_register_int3(void) { return register_die_notifier(&ksplice_die_nb); }
+void ksplice_helper_unregister_int3(void) { unregister_die_notifier(&ksplice_die_nb); }
+
+/* ---- other text users (callers hold kprobe_mutex, ftrace_lock) ---- */
+
+struct kprobe *ksplice_helper_get_kprobe(unsigned long addr)
+{
+	return ks_get_kprobe((void *)addr);
 }
 
-u64 ksplice_helper_ktime_ns(void)
+/* The end of the bytes a probe at p->addr rewrites: more when optimised. */
+unsigned long ksplice_helper_kprobe_reach(struct kprobe *p)
 {
-	return ktime_get_ns();
+	return (unsigned long)p->addr +
+	       (kprobe_optimized(p) ? container_of(p, struct optimized_kprobe, kp)->optinsn.size : 1);
 }
 
-u64 ksplice_helper_real_ns(void)
+bool ksplice_helper_within_kprobe_blacklist(unsigned long addr)
 {
-	return ktime_get_real_ns();
+	return ks_within_kprobe_blacklist(addr);
 }
 
-/* ---- the stack check, inside stop_machine ---- */
-
-static bool in_ranges(unsigned long addr, const struct ksplice_range *r, unsigned int n)
+/*
+ * The ftrace record flags of the call site at ip (FTRACE_FL_IPMODIFY and
+ * FTRACE_FL_DIRECT are bits 26 and 24), or ULONG_MAX if ftrace has none.
+ */
+unsigned long ksplice_helper_ftrace_flags(unsigned long ip)
 {
-	unsigned int i;
+	struct ftrace_rec_iter *iter;
 
-	for (i = 0; i < n; i++)
-		if (addr >= r[i].start && addr < r[i].end)
-			return true;
+	if (!ks_rec_iter_start)
+		return ULONG_MAX;
+	for (iter = ks_rec_iter_start(); iter; iter = ks_rec_iter_next(iter))
+		if (ks_rec_iter_record(iter)->ip == ip)
+			return ks_rec_iter_record(iter)->flags;
+	return ULONG_MAX;
+}
+
+/*
+ * The livepatch module whose enabled patch redirects the function at
+ * old_func: its name into buf. The caller holds klp_mutex.
+ */
+bool ksplice_helper_livepatch_owner(unsigned long old_func, char *buf, size_t len)
+{
+#ifdef CONFIG_LIVEPATCH
+	struct klp_patch *patch;
+	struct klp_object *obj;
+	struct klp_func *func;
+
+	if (!ks_klp_patches)
+		return false;
+	list_for_each_entry(patch, ks_klp_patches, list)
+		klp_for_each_object(patch, obj)
+			klp_for_each_func(obj, func)
+				if ((unsigned long)func->old_func == old_func && patch->enabled) {
+					strscpy(buf, patch->mod->name, len);
+					return true;
+				}
+#endif
 	return false;
 }
 
-/*
- * Walks one task's stack with the ORC unwinder, the way
- * arch_stack_walk_reliable does. Returns 0 if no frame (including the
- * interrupted IP of a preempted task) is inside the ranges, 1 if one is,
- * -EINVAL if the stack cannot be walked reliably. A task whose stack is
- * already gone (it exited) runs nothing: 0.
- */
-static int check_task(struct task_struct *task, const struct ksplice_range *r, unsigned int n,
-		      unsigned long *hit)
+unsigned long ksplice_helper_ftrace_direct(unsigned long ip)
 {
-	struct unwind_state state;
-	struct pt_regs *regs;
-	unsigned long addr;
-	int ret = 0;
-
-	if (!try_get_task_stack(task))
-		return 0;
-	for (unwind_start(&state, task, NULL, NULL); !unwind_done(&state) && !unwind_error(&state);
-	     unwind_next_frame(&state)) {
-		regs = unwind_get_entry_regs(&state, NULL);
-		if (regs && user_mode(regs))
-			goto out;
-		addr = unwind_get_return_address(&state);
-		if (!addr) {
-			ret = -EINVAL;
-			goto out;
-		}
-		if (in_ranges(addr, r, n)) {
-			*hit = addr;
-			ret = 1;
-			goto out;
-		}
-	}
-	if (unwind_error(&state))
-		ret = -EINVAL;
-out:
-	/* Our reference was not the last (try_get needed one), so this frees nothing. */
-	ks_put_task_stack(task);
-	return ret;
+	return ks_find_rec_direct ? ks_find_rec_direct(ip) : 0;
 }
 
-static void report(struct ksplice_busy *busy, struct task_struct *t, bool idle)
+/* ---- CPUs, tasks and stacks ---- */
+
+unsigned int ksplice_helper_num_online_cpus(void) { return num_online_cpus(); }
+int ksplice_helper_smp_processor_id(void) { return raw_smp_processor_id(); }
+struct task_struct *ksplice_helper_current(void) { return current; }
+struct task_struct *ksplice_helper_idle_task(int cpu) { return ks_idle_task(cpu); }
+void ksplice_helper_rcu_read_lock(void) { rcu_read_lock(); }
+void ksplice_helper_rcu_read_unlock(void) { rcu_read_unlock(); }
+bool ksplice_helper_try_get_task_stack(struct task_struct *t) { return try_get_task_stack(t); }
+void ksplice_helper_put_task_stack(struct task_struct *t) { ks_put_task_stack(t); }
+unsigned long ksplice_helper_thread_size(void) { return THREAD_SIZE; }
+bool ksplice_helper_fatal_signal_pending(void) { return fatal_signal_pending(current); }
+
+/* The CPU after cpu (-1 starts) among the online or possible ones; -1 ends. */
+int ksplice_helper_next_cpu(int cpu, bool online)
 {
-	busy->pid = idle ? 0 : t->pid;
-	memcpy(busy->comm, t->comm, sizeof(busy->comm));
+	unsigned int next = cpumask_next(cpu, online ? cpu_online_mask : cpu_possible_mask);
+
+	return next < nr_cpu_ids ? next : -1;
 }
 
-/* Every switch away from a task counts in one of these. */
-static unsigned long switches(struct task_struct *t)
+void *ksplice_helper_per_cpu_ptr(unsigned long addr, int cpu)
 {
-	return READ_ONCE(t->nvcsw) + READ_ONCE(t->nivcsw);
+	return per_cpu_ptr((void __percpu *)addr, cpu);
 }
 
-#define KSPLICE_RECHECK (~0UL)
-
-/*
- * Phase one, outside stop_machine: walks every task's stack and records
- * its switch count from before the walk. A task that was running, whose
- * stack could not be walked, or that was switched during the walk is
- * marked for a full re-check inside the stop. Returns 1 (busy), 0, or
- * -ENOSPC if more than cap tasks exist (the caller grows the array).
- */
-int ksplice_helper_snapshot_stacks(const struct ksplice_range *r, unsigned int n,
-				   struct ksplice_snap *snap, unsigned int cap, unsigned int *count,
-				   struct ksplice_busy *busy)
+void ksplice_helper_unwind_start(void *state, struct task_struct *task)
 {
-	struct task_struct *g, *t;
-	unsigned int i = 0;
-	int ret = 0;
-
-	rcu_read_lock();
-	for_each_process_thread(g, t) {
-		unsigned long before = switches(t);
-		int rc = 0;
-
-		if (i == cap) {
-			ret = -ENOSPC;
-			goto out;
-		}
-		snap[i].task = t;
-		snap[i].switches = KSPLICE_RECHECK;
-		if (!READ_ONCE(t->on_cpu)) {
-			rc = check_task(t, r, n, &busy->addr);
-			if (rc == 1 && switches(t) == before && !READ_ONCE(t->on_cpu)) {
-				report(busy, t, false);
-				ret = 1;
-				goto out;
-			}
-			if (rc == 0 && switches(t) == before && !READ_ONCE(t->on_cpu))
-				snap[i].switches = before;
-		}
-		i++;
-	}
-out:
-	rcu_read_unlock();
-	*count = i;
-	return ret;
+	unwind_start(state, task, NULL, NULL);
 }
 
-/*
- * Phase two, inside stop_machine: nothing runs, so a task whose switch
- * count is unchanged since its phase-one walk has not run since and its
- * stack is still the one checked. Every other task (new ones, ones that
- * ran, the idle tasks) gets the full walk here. This is exactly as safe as
- * walking everything inside the stop, and much shorter.
- */
-int ksplice_helper_recheck_stacks(const struct ksplice_range *r, unsigned int n,
-				  const struct ksplice_snap *snap, unsigned int count,
-				  struct ksplice_busy *busy)
-{
-	struct task_struct *g, *t;
-	unsigned int i = 0;
-	int cpu, ret = 0;
+bool ksplice_helper_unwind_done(void *state) { return unwind_done(state); }
+bool ksplice_helper_unwind_error(void *state) { return unwind_error(state); }
 
-	rcu_read_lock();
-	for_each_process_thread(g, t) {
-		/*
-		 * The task list is in phase-one order unless tasks came or went.
-		 * KSPLICE_RECHECK never equals a real count, so it needs no test.
-		 */
-		if (likely(i < count && snap[i].task == t)) {
-			if (likely(snap[i++].switches == switches(t)))
-				continue;
-		} else if (i + 1 < count && snap[i + 1].task == t) {
-			/* The task before this one exited. */
-			i += 2;
-			if (snap[i - 1].switches == switches(t))
-				continue;
-		}
-		if (READ_ONCE(t->on_cpu))
-			continue;
-		ret = check_task(t, r, n, &busy->addr);
-		if (ret) {
-			report(busy, t, false);
-			goto out;
-		}
-	}
-out:
-	rcu_read_unlock();
-	if (ret)
-		return ret;
-	for_each_online_cpu(cpu) {
-		t = ks_idle_task(cpu);
-		if (READ_ONCE(t->on_cpu))
-			continue;
-		ret = check_task(t, r, n, &busy->addr);
-		if (ret) {
-			report(busy, t, true);
-			return ret;
-		}
-	}
-	return 0;
+/* Whether the unwind reached the user-mode registers at the stack's top. */
+bool ksplice_helper_unwind_in_user_mode(void *state)
+{
+	struct pt_regs *regs = unwind_get_entry_regs(state, NULL);
+
+	return regs && user_mode(regs);
 }
+
+/* ---- time ---- */
+
+u64 ksplice_helper_ktime_ns(void) { return ktime_get_ns(); }
+u64 ksplice_helper_real_ns(void) { return ktime_get_real_ns(); }

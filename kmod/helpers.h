@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* The C glue in helpers.c, called from Rust (declared again in sys.rs). */
+/*
+ * The C glue in helpers.c, called from Rust (declared again in sys.rs):
+ * one-line wrappers of macros, static inlines and unexported kernel
+ * functions (found through kallsyms at load), as rust/helpers does.
+ */
 #ifndef KSPLICE_HELPERS_H
 #define KSPLICE_HELPERS_H
 
@@ -7,48 +11,90 @@
 
 struct module;
 struct task_struct;
+struct kprobe;
 
-/* An address range [start, end) a stack must not return into. */
-struct ksplice_range {
-	unsigned long start, end;
+/* Room for a struct unwind_state, which Rust allocates (checked in helpers.c). */
+#define KSPLICE_UNWIND_STATE_SIZE 256
+
+/* Addresses the Rust side needs; 0 when this kernel has no such symbol. */
+struct ksplice_symbols {
+	unsigned long rcu_tasks_percpu, rcu_tasks;
+	unsigned long return_to_handler, kretprobe_trampoline;
+	unsigned long notes_start, notes_end;
 };
 
-/* Who was in the way of a stack check. */
-struct ksplice_busy {
-	unsigned long addr;
-	int pid;
-	char comm[16];
+/*
+ * Where task_struct fields are, as this kernel's C compiler laid them out:
+ * bindgen's layout of task_struct cannot be trusted (it sees some embedded
+ * structs as empty), so the stack check reads fields at these offsets.
+ */
+struct ksplice_task_layout {
+	unsigned long tasks, thread_node, signal, thread_head, nvcsw, nivcsw;
+	unsigned long on_cpu, start_time, stack, thread_sp, state, pid, comm;
+	unsigned long rcu_tasks_exit_list, on_cpu_size;
 };
 
+int ksplice_helper_init_kallsyms(struct ksplice_symbols *out);
+void ksplice_helper_task_layout(struct ksplice_task_layout *out);
+struct task_struct *ksplice_helper_init_task(void);
 const char *ksplice_helper_kernel_release(void);
-int ksplice_helper_init_kallsyms(void);
+
+/* kallsyms */
 int ksplice_helper_for_each_match(const char *name, int (*fn)(void *, unsigned long), void *data);
-int ksplice_helper_build_id(u8 *out, int max);
 struct module *ksplice_helper_get_module(const char *name);
-void ksplice_helper_put_module(struct module *mod);
-const char *ksplice_helper_module_name(struct module *mod);
+void ksplice_helper_module_put(struct module *mod);
+void ksplice_helper_module_get(struct module *mod);
 unsigned long ksplice_helper_module_symbol(struct module *mod, const char *name, unsigned long *size);
 bool ksplice_helper_module_owns(struct module *mod, unsigned long addr, unsigned long len);
+
+/* Locks of the kernel's text patchers, taken in their order. */
+void ksplice_helper_kprobe_lock(void);
+void ksplice_helper_kprobe_unlock(void);
+void ksplice_helper_ftrace_lock(void);
+void ksplice_helper_ftrace_unlock(void);
+void ksplice_helper_cpus_read_lock(void);
+void ksplice_helper_cpus_read_unlock(void);
+void ksplice_helper_text_lock(void);
+void ksplice_helper_text_unlock(void);
+void ksplice_helper_klp_lock(void);
+void ksplice_helper_klp_unlock(void);
+
+/* Writing text */
 void *ksplice_helper_map(unsigned long addr, unsigned long len);
 void ksplice_helper_unmap(void *alias);
-void ksplice_helper_lock_text(void);
-void ksplice_helper_unlock_text(void);
 int ksplice_helper_stop_machine(int (*fn)(void *), void *data);
 void ksplice_helper_sync_core(void);
+int ksplice_helper_register_int3(void);
+void ksplice_helper_unregister_int3(void);
+
+/* Other text users */
+struct kprobe *ksplice_helper_get_kprobe(unsigned long addr);
+unsigned long ksplice_helper_kprobe_reach(struct kprobe *p);
+bool ksplice_helper_within_kprobe_blacklist(unsigned long addr);
+unsigned long ksplice_helper_ftrace_flags(unsigned long ip);
+unsigned long ksplice_helper_ftrace_direct(unsigned long ip);
+bool ksplice_helper_livepatch_owner(unsigned long old_func, char *buf, size_t len);
+
+/* CPUs, tasks and stacks */
 unsigned int ksplice_helper_num_online_cpus(void);
+int ksplice_helper_next_cpu(int cpu, bool online);
+int ksplice_helper_smp_processor_id(void);
+void *ksplice_helper_per_cpu_ptr(unsigned long addr, int cpu);
+struct task_struct *ksplice_helper_current(void);
+struct task_struct *ksplice_helper_idle_task(int cpu);
+void ksplice_helper_rcu_read_lock(void);
+void ksplice_helper_rcu_read_unlock(void);
+bool ksplice_helper_try_get_task_stack(struct task_struct *t);
+void ksplice_helper_put_task_stack(struct task_struct *t);
+unsigned long ksplice_helper_thread_size(void);
+void ksplice_helper_unwind_start(void *state, struct task_struct *task);
+bool ksplice_helper_unwind_done(void *state);
+bool ksplice_helper_unwind_error(void *state);
+bool ksplice_helper_unwind_in_user_mode(void *state);
+bool ksplice_helper_fatal_signal_pending(void);
+
+/* Time */
 u64 ksplice_helper_ktime_ns(void);
 u64 ksplice_helper_real_ns(void);
-/* A task and its switch count when its stack was walked outside the stop. */
-struct ksplice_snap {
-	struct task_struct *task;
-	unsigned long switches;
-};
-
-int ksplice_helper_snapshot_stacks(const struct ksplice_range *r, unsigned int n,
-				   struct ksplice_snap *snap, unsigned int cap, unsigned int *count,
-				   struct ksplice_busy *busy);
-int ksplice_helper_recheck_stacks(const struct ksplice_range *r, unsigned int n,
-				  const struct ksplice_snap *snap, unsigned int count,
-				  struct ksplice_busy *busy);
 
 #endif

@@ -7,16 +7,21 @@
 //! the rest of the shared `no_std` core (payload format, x86 decoding,
 //! run-pre matching, relocation arithmetic).
 //!
-//! Commands:
-//! - `INFO`: ABI version, applied-update count and kernel release;
-//! - `LIST`: one record per applied update;
-//! - `APPLY`: apply the update whose payload is uploaded and whose module
-//!   (update.ko) is loaded; see `update.rs` for the sequence;
-//! - `UNDO`: reverse an applied update.
+//! An apply is a sequence of stages, one file each:
+//! 1. `update.rs`: check the payload, the target kernel and that update.ko
+//!    holds this very payload;
+//! 2. `matching.rs`: run-pre match every pre function against the live
+//!    kernel, and write update.ko's post relocations from what it reveals;
+//! 3. `trampoline.rs`: prepare each `jmp`; `conflicts.rs`: refuse if a
+//!    kprobe or another ftrace user is in the way;
+//! 4. `stack_check.rs` and `trampoline.rs`: in one `stop_machine`, check
+//!    that no task is inside a replaced function, then (the commit point)
+//!    write the trampolines;
+//! 5. `update.rs`: record the update in the registry.
 //!
 //! Expected refusals (`no_match`, `code_busy`, ...) are not ioctl errors:
 //! the ioctl succeeds and the result's abort code says why. Errnos are for
-//! misuse of the ABI (`EPERM`, `EFAULT`, `EINVAL`, `ENOTTY`).
+//! misuse of the ABI (`EPERM`, `EFAULT`, `EINVAL`, `ENOTTY`, `EINTR`).
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
@@ -31,6 +36,9 @@ use kernel::{
 // The shared `no_std` core, compiled into this module from its source.
 // The files are siblings here as in the core crate, so `super::` paths
 // between them work in both places.
+#[allow(dead_code, unreachable_pub)]
+#[path = "core/src/notes.rs"]
+mod notes;
 #[allow(dead_code, unreachable_pub)]
 #[path = "core/src/payload.rs"]
 mod payload;
@@ -47,8 +55,15 @@ mod uapi;
 #[path = "core/src/x86.rs"]
 mod x86;
 
+mod conflicts;
+mod matching;
+mod refusal;
+mod stack_check;
 mod sys;
+mod trampoline;
 mod update;
+
+use refusal::Refusal;
 
 // SAFETY: These structs are `#[repr(C)]`, made only of integers and integer
 // arrays, with no padding (the core crate's layout tests prove it), so every
@@ -69,22 +84,36 @@ unsafe impl AsBytes for uapi::ApplyRequest {}
 // SAFETY: As above.
 unsafe impl FromBytes for uapi::UndoRequest {}
 // SAFETY: As above.
+unsafe impl AsBytes for uapi::UndoRequest {}
+// SAFETY: As above.
 unsafe impl FromBytes for uapi::FunctionsRequest {}
 // SAFETY: As above.
 unsafe impl AsBytes for uapi::FunctionsRequest {}
 // SAFETY: As above.
-unsafe impl AsBytes for uapi::UndoRequest {}
+unsafe impl FromBytes for uapi::VerifyRequest {}
+// SAFETY: As above.
+unsafe impl AsBytes for uapi::VerifyRequest {}
+// SAFETY: As above.
+unsafe impl FromBytes for uapi::ReleaseRequest {}
+// SAFETY: As above.
+unsafe impl AsBytes for uapi::ReleaseRequest {}
 
 kernel::sync::global_lock! {
     // SAFETY: Initialised in module init before the device exists.
-    // One operation at a time: every ioctl that reads or changes the
-    // applied updates holds this lock for its whole duration.
+    // Every update; held only briefly, never across a sleep.
     unsafe(uninit) static REGISTRY: Mutex<update::Registry> = update::Registry::new();
 }
 
-/// This module, pinned (`try_module_get`) while any update is applied,
-/// because only it can undo them.
-static THIS_MODULE_PTR: AtomicPtr<kernel::bindings::module> = AtomicPtr::new(core::ptr::null_mut());
+kernel::sync::global_lock! {
+    // SAFETY: Initialised in module init before the device exists.
+    // One apply, undo or release at a time, for its whole duration.
+    unsafe(uninit) static OPERATION: Mutex<()> = ();
+}
+
+/// This module, pinned (`try_module_get`) while the registry holds any
+/// update, because only it can undo or release them.
+static THIS_MODULE_PTR: AtomicPtr<kernel::bindings::module> =
+    AtomicPtr::new(core::ptr::null_mut());
 
 module! {
     type: KspliceModule,
@@ -96,7 +125,7 @@ module! {
 
 #[pin_data(PinnedDrop)]
 struct KspliceModule {
-    _kallsyms: (),
+    _kernel: (),
     #[pin]
     _device: MiscDeviceRegistration<KspliceDevice>,
 }
@@ -104,15 +133,21 @@ struct KspliceModule {
 impl kernel::InPlaceModule for KspliceModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         // SAFETY: Called exactly once, before any ioctl can run.
-        unsafe { REGISTRY.init() };
+        unsafe {
+            REGISTRY.init();
+            OPERATION.init();
+        };
         THIS_MODULE_PTR.store(module.as_ptr(), Ordering::Relaxed);
-        let kallsyms = sys::init_kallsyms();
-        if kallsyms.is_err() {
-            pr_err!("cannot find kallsyms_lookup_name and friends; refusing to load\n");
+        let kernel = sys::init_kallsyms().and_then(|()| sys::register_int3());
+        match &kernel {
+            Ok(()) => pr_info!("core loaded, ABI version {}\n", uapi::ABI_VERSION),
+            Err(e) => pr_err!(
+                "cannot find the kernel functions ksplice needs (errno {}); refusing to load\n",
+                -e.to_errno()
+            ),
         }
-        pr_info!("core loaded, ABI version {}\n", uapi::ABI_VERSION);
         try_pin_init!(Self {
-            _kallsyms: kallsyms?,
+            _kernel: kernel?,
             _device <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"ksplice" }),
         })
     }
@@ -121,6 +156,7 @@ impl kernel::InPlaceModule for KspliceModule {
 #[pinned_drop]
 impl PinnedDrop for KspliceModule {
     fn drop(self: Pin<&mut Self>) {
+        sys::unregister_int3();
         pr_info!("core unloaded\n");
     }
 }
@@ -139,6 +175,10 @@ fn require_cap_sys_module() -> Result {
     }
 }
 
+fn user<T>(arg: UserPtr) -> UserSlice {
+    UserSlice::new(arg, core::mem::size_of::<T>())
+}
+
 #[vtable]
 impl MiscDevice for KspliceDevice {
     type Ptr = KBox<Self>;
@@ -152,42 +192,40 @@ impl MiscDevice for KspliceDevice {
         require_cap_sys_module()?;
         let arg = UserPtr::from_addr(arg);
         match cmd {
-            uapi::IOC_INFO => info(UserSlice::new(arg, core::mem::size_of::<uapi::Info>()))?,
-            uapi::IOC_LIST => list(UserSlice::new(
-                arg,
-                core::mem::size_of::<uapi::ListRequest>(),
-            ))?,
-            uapi::IOC_APPLY => apply(UserSlice::new(
-                arg,
-                core::mem::size_of::<uapi::ApplyRequest>(),
-            ))?,
-            uapi::IOC_UNDO => undo(UserSlice::new(
-                arg,
-                core::mem::size_of::<uapi::UndoRequest>(),
-            ))?,
-            uapi::IOC_FUNCTIONS => functions(UserSlice::new(
-                arg,
-                core::mem::size_of::<uapi::FunctionsRequest>(),
-            ))?,
-            uapi::IOC_EMPTY_STOP => empty_stop(UserSlice::new(arg, core::mem::size_of::<u64>()))?,
+            uapi::IOC_INFO => info(user::<uapi::Info>(arg))?,
+            uapi::IOC_LIST => list(user::<uapi::ListRequest>(arg))?,
+            uapi::IOC_APPLY => apply(user::<uapi::ApplyRequest>(arg))?,
+            uapi::IOC_UNDO => undo(user::<uapi::UndoRequest>(arg))?,
+            uapi::IOC_FUNCTIONS => functions(user::<uapi::FunctionsRequest>(arg))?,
+            uapi::IOC_VERIFY => verify(user::<uapi::VerifyRequest>(arg))?,
+            uapi::IOC_RELEASE => release(user::<uapi::ReleaseRequest>(arg))?,
+            uapi::IOC_EMPTY_STOP => empty_stop(user::<u64>(arg))?,
             _ => return Err(ENOTTY),
         }
         Ok(0)
     }
 }
 
+/// Waits for the operation lock without blocking uninterruptibly: a
+/// second operation sleeps (killable) until the first ends.
+fn operation_lock() -> Result<kernel::sync::GlobalGuard<OPERATION>> {
+    loop {
+        if let Some(guard) = OPERATION.try_lock() {
+            return Ok(guard);
+        }
+        if !sys::sleep_ms(10) {
+            return Err(EINTR);
+        }
+    }
+}
+
 fn info(user: UserSlice) -> Result {
     let mut reply = uapi::Info::zeroed();
     reply.abi_version = uapi::ABI_VERSION;
-    reply.applied = REGISTRY.lock().updates.len() as u32;
+    reply.applied = REGISTRY.lock().applied() as u32;
     // The last byte stays NUL even if the release were ever too long.
     let room = reply.release.len().saturating_sub(1);
-    for (dst, &src) in reply
-        .release
-        .iter_mut()
-        .take(room)
-        .zip(sys::kernel_release())
-    {
+    for (dst, &src) in reply.release.iter_mut().take(room).zip(sys::kernel_release()) {
         *dst = src;
     }
     user.writer().write(&reply)
@@ -197,57 +235,59 @@ fn list(user: UserSlice) -> Result {
     let (mut reader, mut writer) = user.reader_writer();
     let mut request: uapi::ListRequest = reader.read()?;
     let registry = REGISTRY.lock();
-    let count = registry.updates.len().min(request.capacity as usize);
+    let total = registry.len();
+    let count = total.min(request.capacity as usize);
     if count > 0 {
-        let size = core::mem::size_of::<uapi::UpdateEntry>();
-        let len = count.checked_mul(size).ok_or(EINVAL)?;
+        let len = count
+            .checked_mul(core::mem::size_of::<uapi::UpdateEntry>())
+            .ok_or(EINVAL)?;
         let mut entries =
             UserSlice::new(UserPtr::from_addr(request.entries as usize), len).writer();
-        for u in registry.updates.iter().take(count) {
+        for u in registry.iter().take(count) {
             let mut e = uapi::UpdateEntry::zeroed();
             e.id = u.id;
-            e.state = uapi::UpdateState::Applied as u32;
+            e.state = u.state as u32;
             e.functions = u.functions();
             e.applied_at_ns = u.applied_at_ns;
             e.pause_ns = u.pause_ns;
+            e.reversed_at_ns = u.reversed_at_ns;
             entries.write(&e)?;
         }
     }
-    request.total = registry.updates.len() as u32;
+    request.total = total as u32;
     writer.write(&request)
 }
 
-fn fill_result(
-    result: &mut uapi::OpResult,
-    outcome: core::result::Result<(u32, u64), update::Refusal>,
-) {
+fn fill_result(result: &mut uapi::OpResult, outcome: &core::result::Result<update::Done, Refusal>) {
     *result = uapi::OpResult::zeroed();
     match outcome {
-        Ok((functions, pause_ns)) => {
-            result.functions = functions;
-            result.pause_ns = pause_ns;
+        Ok(done) => {
+            result.functions = done.functions;
+            result.pause_ns = done.pause_ns;
         }
-        Err(refusal) => {
-            result.abort = refusal.abort as u32;
-            for (d, s) in result.detail.iter_mut().zip(refusal.detail.iter()) {
-                *d = *s;
-            }
-        }
+        Err(refusal) => refuse_into(result, refusal),
+    }
+}
+
+fn refuse_into(result: &mut uapi::OpResult, refusal: &Refusal) {
+    result.abort = refusal.abort as u32;
+    for (d, s) in result.detail.iter_mut().zip(refusal.detail()) {
+        *d = *s;
     }
 }
 
 /// One kernel log line per operation: what was done, or why not.
-fn log_outcome(
-    what: &str,
-    subject: &str,
-    outcome: &core::result::Result<(u32, u64), update::Refusal>,
-) {
+fn log_outcome(what: &str, subject: &str, outcome: &core::result::Result<update::Done, Refusal>) {
     match outcome {
-        Ok((n, pause)) => pr_info!("{what} {subject}: {n} functions, pause {pause} ns\n"),
+        Ok(d) => pr_info!(
+            "{what} {subject}: {} functions, pause {} ns\n",
+            d.functions,
+            d.pause_ns
+        ),
         Err(r) => pr_warn!(
             "refused to {what} {subject}: {}: {}\n",
             r.abort.as_str(),
-            core::str::from_utf8(&r.detail).unwrap_or("?")
+            core::str::from_utf8(r.detail()).unwrap_or("?")
         ),
     }
 }
@@ -257,15 +297,26 @@ fn nul_terminated(bytes: &[u8]) -> &[u8] {
     bytes.get(..len).unwrap_or(&[])
 }
 
-fn pin_this_module(applied_before: usize, applied_after: usize) {
+/// A valid update id from a NUL-padded field, or `EINVAL`.
+fn request_id(field: &[u8]) -> Result<&[u8]> {
+    let id = nul_terminated(field);
+    if core::str::from_utf8(id).is_ok_and(uapi::is_valid_id) {
+        Ok(id)
+    } else {
+        Err(EINVAL)
+    }
+}
+
+/// Pins this module while the registry holds any update.
+fn pin_this_module(before: usize, after: usize) {
     let module = THIS_MODULE_PTR.load(Ordering::Relaxed);
     if module.is_null() {
         return;
     }
-    if applied_before == 0 && applied_after > 0 {
+    if before == 0 && after > 0 {
         // SAFETY: `module` is this module, which is live while we run.
         unsafe { kernel::bindings::try_module_get(module) };
-    } else if applied_before > 0 && applied_after == 0 {
+    } else if before > 0 && after == 0 {
         // SAFETY: Releases the reference taken above.
         unsafe { kernel::bindings::module_put(module) };
     }
@@ -287,65 +338,92 @@ fn apply(user: UserSlice) -> Result {
         request.payload_len as usize,
     )
     .read_all(&mut payload, GFP_KERNEL)?;
-    let mut registry = REGISTRY.lock();
-    let before = registry.updates.len();
-    let outcome = update::apply(
-        &mut registry,
-        &payload,
-        name,
-        request.tries,
-        request.retry_ms,
-    );
+    let op = operation_lock()?;
+    let before = REGISTRY.lock().len();
+    let retry = trampoline::Retry::new(request.tries, request.retry_ms);
+    let outcome = update::apply(&payload, name, retry);
     log_outcome("apply update from", name, &outcome);
-    pin_this_module(before, registry.updates.len());
-    drop(registry);
-    fill_result(&mut request.result, outcome);
+    pin_this_module(before, REGISTRY.lock().len());
+    drop(op);
+    fill_result(&mut request.result, &outcome);
     writer.write(&request)
 }
 
 fn undo(user: UserSlice) -> Result {
     let (mut reader, mut writer) = user.reader_writer();
     let mut request: uapi::UndoRequest = reader.read()?;
-    let id = nul_terminated(&request.id);
-    if !core::str::from_utf8(id).is_ok_and(uapi::is_valid_id) {
-        return Err(EINVAL);
-    }
-    let mut registry = REGISTRY.lock();
-    let before = registry.updates.len();
-    let outcome = update::undo(&mut registry, id, request.tries, request.retry_ms);
+    let id = request_id(&request.id)?;
+    let op = operation_lock()?;
+    let retry = trampoline::Retry::new(request.tries, request.retry_ms);
+    let outcome = update::undo(id, retry);
     log_outcome("undo", core::str::from_utf8(id).unwrap_or("?"), &outcome);
-    pin_this_module(before, registry.updates.len());
-    drop(registry);
-    fill_result(&mut request.result, outcome);
+    drop(op);
+    fill_result(&mut request.result, &outcome);
+    writer.write(&request)
+}
+
+fn release(user: UserSlice) -> Result {
+    let (mut reader, mut writer) = user.reader_writer();
+    let mut request: uapi::ReleaseRequest = reader.read()?;
+    let id = request_id(&request.id)?;
+    let op = operation_lock()?;
+    let before = REGISTRY.lock().len();
+    let outcome = update::release(id);
+    let subject = core::str::from_utf8(id).unwrap_or("?");
+    match &outcome {
+        Ok(()) => pr_info!("released {subject}\n"),
+        Err(r) => pr_warn!(
+            "refused to release {subject}: {}: {}\n",
+            r.abort.as_str(),
+            core::str::from_utf8(r.detail()).unwrap_or("?")
+        ),
+    }
+    pin_this_module(before, REGISTRY.lock().len());
+    drop(op);
+    request.result = uapi::OpResult::zeroed();
+    if let Err(r) = &outcome {
+        refuse_into(&mut request.result, r);
+    }
+    writer.write(&request)
+}
+
+fn verify(user: UserSlice) -> Result {
+    let (mut reader, mut writer) = user.reader_writer();
+    let mut request: uapi::VerifyRequest = reader.read()?;
+    let id = nul_terminated(&request.id);
+    if !id.is_empty() {
+        request_id(&request.id)?;
+    }
+    request.result = uapi::OpResult::zeroed();
+    request.checked = 0;
+    match update::verify(id) {
+        Ok(n) => request.checked = n,
+        Err(r) => refuse_into(&mut request.result, &r),
+    }
     writer.write(&request)
 }
 
 fn empty_stop(user: UserSlice) -> Result {
-    // One operation at a time, like apply.
-    let registry = REGISTRY.lock();
+    let op = operation_lock()?;
     let ns = update::empty_stop().map_err(|_| ENOMEM)?;
-    drop(registry);
+    drop(op);
     user.writer().write(&ns)
 }
 
 fn functions(user: UserSlice) -> Result {
     let (mut reader, mut writer) = user.reader_writer();
     let mut request: uapi::FunctionsRequest = reader.read()?;
-    let id = nul_terminated(&request.id);
-    let registry = REGISTRY.lock();
-    let update = registry
-        .updates
-        .iter()
-        .find(|u| u.id_is(id))
-        .ok_or(ENOENT)?;
-    let names = update.names.as_slice();
-    let count = names.len().min(request.len as usize);
+    let id = request_id(&request.id)?;
+    let mut lines = KVec::new();
+    if update::functions(id, &mut lines).is_err() {
+        return Err(ENOENT);
+    }
+    let count = lines.len().min(request.len as usize);
     if count > 0 {
         UserSlice::new(UserPtr::from_addr(request.buf as usize), count)
             .writer()
-            .write_slice(names.get(..count).unwrap_or(&[]))?;
+            .write_slice(lines.get(..count).unwrap_or(&[]))?;
     }
-    request.total = names.len() as u32;
-    drop(registry);
+    request.total = lines.len() as u32;
     writer.write(&request)
 }

@@ -1,87 +1,201 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The only place that calls C: the glue in `helpers.c` and a few exported
-//! kernel functions, each behind a small safe wrapper.
+//! kernel functions, each behind a small safe wrapper. Types here own what
+//! they acquire (a module reference, a text alias, a lock) and release it
+//! on drop.
 
-use kernel::ffi::{c_char, c_int, c_void};
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kernel::ffi::{c_char, c_int};
 use kernel::prelude::*;
 
-/// `struct ksplice_range` of helpers.h.
+/// `struct ksplice_symbols` of helpers.h.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct Range {
-    pub(crate) start: u64,
-    pub(crate) end: u64,
-}
-
-/// `struct ksplice_busy` of helpers.h.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct Busy {
-    pub(crate) addr: u64,
-    pub(crate) pid: c_int,
-    pub(crate) comm: [u8; 16],
-}
-
-impl Busy {
-    pub(crate) const fn new() -> Self {
-        Self {
-            addr: 0,
-            pid: 0,
-            comm: [0; 16],
-        }
-    }
+struct Symbols {
+    rcu_tasks_percpu: u64,
+    rcu_tasks: u64,
+    return_to_handler: u64,
+    kretprobe_trampoline: u64,
+    notes_start: u64,
+    notes_end: u64,
 }
 
 extern "C" {
+    fn ksplice_helper_init_kallsyms(out: *mut Symbols) -> c_int;
+    fn ksplice_helper_task_layout(out: *mut TaskLayout);
+    fn ksplice_helper_init_task() -> *mut c_void;
     fn ksplice_helper_kernel_release() -> *const c_char;
-    fn ksplice_helper_init_kallsyms() -> c_int;
     fn ksplice_helper_for_each_match(
         name: *const c_char,
         f: unsafe extern "C" fn(*mut c_void, u64) -> c_int,
         data: *mut c_void,
     ) -> c_int;
-    fn ksplice_helper_build_id(out: *mut u8, max: c_int) -> c_int;
     fn ksplice_helper_get_module(name: *const c_char) -> *mut c_void;
-    fn ksplice_helper_put_module(module: *mut c_void);
+    fn ksplice_helper_module_put(module: *mut c_void);
+    fn ksplice_helper_module_get(module: *mut c_void);
     fn ksplice_helper_module_symbol(
         module: *mut c_void,
         name: *const c_char,
         size: *mut u64,
     ) -> u64;
-    fn ksplice_helper_module_owns(module: *mut c_void, addr: u64, len: u64) -> bool;
+    fn ksplice_helper_module_owns(module: *mut c_void, addr: u64, len: u64)
+        -> bool;
+    fn ksplice_helper_kprobe_lock();
+    fn ksplice_helper_kprobe_unlock();
+    fn ksplice_helper_ftrace_lock();
+    fn ksplice_helper_ftrace_unlock();
+    fn ksplice_helper_cpus_read_lock();
+    fn ksplice_helper_cpus_read_unlock();
+    fn ksplice_helper_text_lock();
+    fn ksplice_helper_text_unlock();
+    fn ksplice_helper_klp_lock();
+    fn ksplice_helper_klp_unlock();
     fn ksplice_helper_map(addr: u64, len: u64) -> *mut u8;
     fn ksplice_helper_unmap(alias: *mut u8);
-    fn ksplice_helper_lock_text();
-    fn ksplice_helper_unlock_text();
     fn ksplice_helper_stop_machine(
         f: unsafe extern "C" fn(*mut c_void) -> c_int,
         data: *mut c_void,
     ) -> c_int;
     fn ksplice_helper_sync_core();
+    fn ksplice_helper_register_int3() -> c_int;
+    fn ksplice_helper_unregister_int3();
+    fn ksplice_helper_get_kprobe(addr: u64) -> *mut c_void;
+    fn ksplice_helper_kprobe_reach(probe: *mut c_void) -> u64;
+    fn ksplice_helper_within_kprobe_blacklist(addr: u64) -> bool;
+    fn ksplice_helper_ftrace_flags(ip: u64) -> u64;
+    fn ksplice_helper_ftrace_direct(ip: u64) -> u64;
+    fn ksplice_helper_livepatch_owner(old_func: u64, buf: *mut c_char, len: usize) -> bool;
+    fn ksplice_helper_num_online_cpus() -> u32;
+    fn ksplice_helper_next_cpu(cpu: c_int, online: bool) -> c_int;
+    fn ksplice_helper_smp_processor_id() -> c_int;
+    fn ksplice_helper_per_cpu_ptr(addr: u64, cpu: c_int) -> *mut c_void;
+    fn ksplice_helper_current() -> *mut c_void;
+    fn ksplice_helper_idle_task(cpu: c_int) -> *mut c_void;
+    fn ksplice_helper_rcu_read_lock();
+    fn ksplice_helper_rcu_read_unlock();
+    fn ksplice_helper_try_get_task_stack(t: *mut c_void) -> bool;
+    fn ksplice_helper_put_task_stack(t: *mut c_void);
+    fn ksplice_helper_thread_size() -> u64;
+    fn ksplice_helper_unwind_start(state: *mut c_void, task: *mut c_void);
+    fn ksplice_helper_unwind_done(state: *mut c_void) -> bool;
+    fn ksplice_helper_unwind_error(state: *mut c_void) -> bool;
+    fn ksplice_helper_unwind_in_user_mode(state: *mut c_void) -> bool;
+    fn ksplice_helper_fatal_signal_pending() -> bool;
     fn ksplice_helper_ktime_ns() -> u64;
     fn ksplice_helper_real_ns() -> u64;
-    fn ksplice_helper_snapshot_stacks(
-        ranges: *const Range,
-        n: u32,
-        snap: *mut Snap,
-        cap: u32,
-        count: *mut u32,
-        busy: *mut Busy,
-    ) -> c_int;
-    fn ksplice_helper_recheck_stacks(
-        ranges: *const Range,
-        n: u32,
-        snap: *const Snap,
-        count: u32,
-        busy: *mut Busy,
-    ) -> c_int;
+    fn unwind_next_frame(state: *mut c_void) -> bool;
+    fn unwind_get_return_address(state: *mut c_void) -> u64;
     fn copy_from_kernel_nofault(dst: *mut c_void, src: *const c_void, size: usize) -> isize;
     fn sprint_symbol(buffer: *mut c_char, address: u64) -> c_int;
-    fn msleep(msecs: u32);
+    fn msleep_interruptible(msecs: u32) -> u64;
+}
+
+/// `struct ksplice_task_layout` of helpers.h: where task_struct fields are.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct TaskLayout {
+    pub(crate) tasks: u64,
+    pub(crate) thread_node: u64,
+    pub(crate) signal: u64,
+    pub(crate) thread_head: u64,
+    pub(crate) nvcsw: u64,
+    pub(crate) nivcsw: u64,
+    pub(crate) on_cpu: u64,
+    pub(crate) start_time: u64,
+    pub(crate) stack: u64,
+    pub(crate) thread_sp: u64,
+    pub(crate) state: u64,
+    pub(crate) pid: u64,
+    pub(crate) comm: u64,
+    /// `u64::MAX` without CONFIG_TASKS_RCU.
+    pub(crate) rcu_tasks_exit_list: u64,
+    /// 1 or 4.
+    pub(crate) on_cpu_size: u64,
+}
+
+/// Where this kernel's C compiler put the task_struct fields ksplice reads.
+pub(crate) fn task_layout() -> TaskLayout {
+    let mut l = TaskLayout {
+        tasks: 0,
+        thread_node: 0,
+        signal: 0,
+        thread_head: 0,
+        nvcsw: 0,
+        nivcsw: 0,
+        on_cpu: 0,
+        start_time: 0,
+        stack: 0,
+        thread_sp: 0,
+        state: 0,
+        pid: 0,
+        comm: 0,
+        rcu_tasks_exit_list: 0,
+        on_cpu_size: 0,
+    };
+    // SAFETY: The helper only writes offsetof values into `l`.
+    unsafe { ksplice_helper_task_layout(&mut l) };
+    l
+}
+
+/// `&init_task`, the head of the task list.
+pub(crate) fn init_task() -> *const c_void {
+    // SAFETY: Returns the address of a static.
+    unsafe { ksplice_helper_init_task() }
+}
+
+/// Addresses found at load; 0 where this kernel lacks the symbol.
+pub(crate) struct KernelSymbols {
+    pub(crate) rcu_tasks_percpu: u64,
+    pub(crate) rcu_tasks: u64,
+    pub(crate) return_to_handler: u64,
+    pub(crate) kretprobe_trampoline: u64,
+    pub(crate) notes: (u64, u64),
+}
+
+static SYMBOLS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+
+/// Finds the unexported kernel functions and data this module needs.
+pub(crate) fn init_kallsyms() -> Result {
+    let mut s = Symbols {
+        rcu_tasks_percpu: 0,
+        rcu_tasks: 0,
+        return_to_handler: 0,
+        kretprobe_trampoline: 0,
+        notes_start: 0,
+        notes_end: 0,
+    };
+    // SAFETY: Called once from module init; the helper registers and
+    // unregisters a kprobe and looks names up, writing only `s`.
+    kernel::error::to_result(unsafe { ksplice_helper_init_kallsyms(&mut s) })?;
+    let values = [
+        s.rcu_tasks_percpu,
+        s.rcu_tasks,
+        s.return_to_handler,
+        s.kretprobe_trampoline,
+        s.notes_start,
+        s.notes_end,
+    ];
+    for (slot, v) in SYMBOLS.iter().zip(values) {
+        slot.store(v, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The addresses [`init_kallsyms`] found.
+pub(crate) fn symbols() -> KernelSymbols {
+    let v = |i: usize| SYMBOLS.get(i).map_or(0, |s| s.load(Ordering::Relaxed));
+    KernelSymbols {
+        rcu_tasks_percpu: v(0),
+        rcu_tasks: v(1),
+        return_to_handler: v(2),
+        kretprobe_trampoline: v(3),
+        notes: (v(4), v(5)),
+    }
 }
 
 /// Longest name kallsyms prints (`KSYM_SYMBOL_LEN`).
-const KSYM_SYMBOL_LEN: usize = 512 + 128 + 64;
+pub(crate) const KSYM_SYMBOL_LEN: usize = 512 + 128 + 64;
 
 /// Copies `s` into a NUL-terminated buffer for C.
 fn c_name(s: &str) -> Result<KVec<u8>> {
@@ -96,13 +210,6 @@ pub(crate) fn kernel_release() -> &'static [u8] {
     // SAFETY: The helper returns the NUL-terminated release string of the
     // initial UTS namespace, a static object that lives forever.
     unsafe { CStr::from_char_ptr(ksplice_helper_kernel_release()) }.to_bytes()
-}
-
-/// Finds the unexported kernel functions and data this module needs.
-pub(crate) fn init_kallsyms() -> Result {
-    // SAFETY: Called once from module init; only registers a kprobe and
-    // looks up names.
-    kernel::error::to_result(unsafe { ksplice_helper_init_kallsyms() })
 }
 
 unsafe extern "C" fn push_candidate(data: *mut c_void, addr: u64) -> c_int {
@@ -130,23 +237,19 @@ pub(crate) fn candidates(name: &str) -> Result<KVec<u64>> {
     Ok(list)
 }
 
-/// The running vmlinux's GNU build id (empty if unknown).
-pub(crate) fn build_id(out: &mut [u8; 20]) -> usize {
-    // SAFETY: `out` is writable for 20 bytes.
-    let n = unsafe { ksplice_helper_build_id(out.as_mut_ptr(), 20) };
-    usize::try_from(n).unwrap_or(0).min(out.len())
+/// A buffer for [`symbol_at`].
+pub(crate) type SymbolBuffer = [u8; KSYM_SYMBOL_LEN];
+
+/// A buffer for [`symbol_at`].
+pub(crate) const fn symbol_buffer() -> SymbolBuffer {
+    [0; KSYM_SYMBOL_LEN]
 }
 
 /// `sprint_symbol`: "name+0xoff/0xsize [module]".
-pub(crate) fn symbol_at(addr: u64, buf: &mut [u8; KSYM_SYMBOL_LEN]) -> &[u8] {
+pub(crate) fn symbol_at(addr: u64, buf: &mut SymbolBuffer) -> &[u8] {
     // SAFETY: `buf` has KSYM_SYMBOL_LEN bytes, the size sprint_symbol needs.
     let n = unsafe { sprint_symbol(buf.as_mut_ptr().cast(), addr) };
     buf.get(..usize::try_from(n).unwrap_or(0)).unwrap_or(&[])
-}
-
-/// A buffer for [`symbol_at`].
-pub(crate) const fn symbol_buffer() -> [u8; KSYM_SYMBOL_LEN] {
-    [0; KSYM_SYMBOL_LEN]
 }
 
 /// Reads kernel memory without faulting (unmapped memory is an error).
@@ -163,10 +266,25 @@ pub(crate) fn read_kernel(addr: u64, out: &mut [u8]) -> Result {
     }
 }
 
-/// Sleeps.
-pub(crate) fn sleep_ms(ms: u32) {
-    // SAFETY: msleep only sleeps; we hold no spinlock here.
-    unsafe { msleep(ms) }
+/// Reads one machine word of kernel memory without faulting.
+pub(crate) fn read_word(addr: u64) -> Option<u64> {
+    let mut b = [0u8; 8];
+    read_kernel(addr, &mut b).ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// Sleeps interruptibly; false if a fatal signal is pending afterwards.
+pub(crate) fn sleep_ms(ms: u32) -> bool {
+    // SAFETY: Sleeps; the caller holds no spinlock and no lock another
+    // task needs to make progress on what we wait for.
+    unsafe { msleep_interruptible(ms) };
+    !fatal_signal_pending()
+}
+
+/// Whether the current task has a fatal signal pending.
+pub(crate) fn fatal_signal_pending() -> bool {
+    // SAFETY: Reads the current task's signal state.
+    unsafe { ksplice_helper_fatal_signal_pending() }
 }
 
 /// Monotonic time in ns.
@@ -184,8 +302,11 @@ pub(crate) fn real_ns() -> u64 {
 /// A reference on a live module; dropping it releases the reference.
 pub(crate) struct ModuleRef(*mut c_void);
 
-// SAFETY: A module reference may be released from any thread.
+// SAFETY: A module reference may be used and released from any thread.
 unsafe impl Send for ModuleRef {}
+// SAFETY: Shared use only reads the module through the helpers, which
+// take RCU where the module's data can change.
+unsafe impl Sync for ModuleRef {}
 
 impl ModuleRef {
     /// Takes a reference on the live module `name`.
@@ -194,13 +315,13 @@ impl ModuleRef {
         // SAFETY: `c` is NUL-terminated; the helper looks the module up
         // under RCU and takes a reference before returning it.
         let m = unsafe { ksplice_helper_get_module(c.as_ptr().cast()) };
-        Ok((!m.is_null()).then_some(Self(m)))
+        Ok((!m.is_null()).then(|| Self(m)))
     }
 
     /// Address and size of a defined symbol of the module.
     pub(crate) fn symbol(&self, name: &str) -> Result<Option<(u64, u64)>> {
         let c = c_name(name)?;
-        let mut size = 0u64;
+        let mut size = 0;
         // SAFETY: We hold a reference, so the module and its kallsyms live.
         let addr = unsafe { ksplice_helper_module_symbol(self.0, c.as_ptr().cast(), &mut size) };
         Ok((addr != 0).then_some((addr, size)))
@@ -211,12 +332,19 @@ impl ModuleRef {
         // SAFETY: We hold a reference, so `mem[]` is stable.
         unsafe { ksplice_helper_module_owns(self.0, addr, len) }
     }
+
+    /// Another reference on the same module.
+    pub(crate) fn clone_ref(&self) -> Self {
+        // SAFETY: We hold a reference, so taking another cannot fail.
+        unsafe { ksplice_helper_module_get(self.0) };
+        Self(self.0)
+    }
 }
 
 impl Drop for ModuleRef {
     fn drop(&mut self) {
         // SAFETY: We own one reference, taken in `get`.
-        unsafe { ksplice_helper_put_module(self.0) }
+        unsafe { ksplice_helper_module_put(self.0) }
     }
 }
 
@@ -228,7 +356,8 @@ pub(crate) struct TextAlias {
 
 // SAFETY: The alias is plain kernel virtual memory usable from any CPU.
 unsafe impl Send for TextAlias {}
-// SAFETY: Writes happen only inside stop_machine, from one CPU.
+// SAFETY: Writes happen only inside stop_machine, from one CPU, or to code
+// nothing executes yet.
 unsafe impl Sync for TextAlias {}
 
 impl TextAlias {
@@ -243,9 +372,8 @@ impl TextAlias {
         Ok(Self { ptr, len })
     }
 
-    /// Writes `bytes` at `offset`. For the bytes of an instruction that no
-    /// CPU may execute concurrently: inside stop_machine, or in code no
-    /// trampoline points at yet.
+    /// Writes `bytes` at `offset` of code that nothing executes meanwhile
+    /// (update.ko's code before any trampoline points at it).
     pub(crate) fn write(&self, offset: usize, bytes: &[u8]) -> Result {
         let end = offset.checked_add(bytes.len()).ok_or(EINVAL)?;
         if end > self.len {
@@ -258,32 +386,16 @@ impl TextAlias {
         };
         Ok(())
     }
-}
 
-impl TextAlias {
-    /// Writes `bytes` at `offset`, as one aligned 8-byte store when they
-    /// fit in one aligned word (always so for a 5-byte trampoline at fn+9
-    /// of a 16-byte aligned function): an NMI running the code during the
-    /// stop then sees the old or the new instruction, never a torn one.
-    /// The mapping must start 8-byte aligned (see `commit`).
-    pub(crate) fn write_atomically(&self, offset: usize, bytes: &[u8]) -> Result {
-        let word_start = offset & !7;
-        let within = offset - word_start;
-        if within + bytes.len() > 8 || word_start + 8 > self.len || (self.ptr as usize) & 7 != 0 {
-            return self.write(offset, bytes);
+    /// Writes one byte with a single store, which an instruction fetch on
+    /// another CPU sees whole (the premise of the int3 protocol).
+    /// `offset` must be inside the mapping; out of range writes nothing.
+    pub(crate) fn write_byte(&self, offset: usize, byte: u8) {
+        if offset < self.len {
+            // SAFETY: `offset` is inside the mapping; only the one CPU
+            // writing text inside stop_machine writes here.
+            unsafe { core::ptr::write_volatile(self.ptr.add(offset), byte) };
         }
-        // SAFETY: [word_start, word_start + 8) is inside the mapping and
-        // 8-byte aligned (checked above); only this CPU writes text during
-        // the stop.
-        unsafe {
-            let word = self.ptr.add(word_start).cast::<u64>();
-            let mut buf = core::ptr::read_volatile(word).to_le_bytes();
-            for (dst, src) in buf.iter_mut().skip(within).zip(bytes) {
-                *dst = *src;
-            }
-            core::ptr::write_volatile(word, u64::from_le_bytes(buf));
-        }
-        Ok(())
     }
 }
 
@@ -294,13 +406,22 @@ impl Drop for TextAlias {
     }
 }
 
-/// Holds `cpus_read_lock` and `text_mutex`: nobody else patches text.
+/// Held while ksplice reads or writes text: `kprobe_mutex`, `ftrace_lock`,
+/// `cpus_read_lock` and `text_mutex`, in the order the kernel's own
+/// patchers take them, so no kprobe, ftrace user, jump label or static
+/// call changes code (or registers itself) meanwhile.
 pub(crate) struct TextLock(());
 
 impl TextLock {
     pub(crate) fn lock() -> Self {
-        // SAFETY: Takes the two locks in the kernel's order; released on drop.
-        unsafe { ksplice_helper_lock_text() };
+        // SAFETY: Takes the four locks in the kernel's order; released in
+        // reverse on drop.
+        unsafe {
+            ksplice_helper_kprobe_lock();
+            ksplice_helper_ftrace_lock();
+            ksplice_helper_cpus_read_lock();
+            ksplice_helper_text_lock();
+        }
         Self(())
     }
 }
@@ -308,7 +429,31 @@ impl TextLock {
 impl Drop for TextLock {
     fn drop(&mut self) {
         // SAFETY: Held since `lock`.
-        unsafe { ksplice_helper_unlock_text() }
+        unsafe {
+            ksplice_helper_text_unlock();
+            ksplice_helper_cpus_read_unlock();
+            ksplice_helper_ftrace_unlock();
+            ksplice_helper_kprobe_unlock();
+        }
+    }
+}
+
+/// Held while walking livepatch's patches (`klp_mutex`). Never taken while
+/// a [`TextLock`] is held: livepatch takes ftrace's locks under it.
+pub(crate) struct KlpLock(());
+
+impl KlpLock {
+    pub(crate) fn lock() -> Self {
+        // SAFETY: Released on drop.
+        unsafe { ksplice_helper_klp_lock() };
+        Self(())
+    }
+}
+
+impl Drop for KlpLock {
+    fn drop(&mut self) {
+        // SAFETY: Held since `lock`.
+        unsafe { ksplice_helper_klp_unlock() }
     }
 }
 
@@ -316,14 +461,13 @@ impl Drop for TextLock {
 ///
 /// # Safety
 ///
-/// `data` must be valid for `f` for the whole call; `_lock` proves the
-/// caller holds the text lock (cpus_read_lock is required).
+/// `data` must be valid for `f` for the whole call.
 pub(crate) unsafe fn stop_machine(
     _lock: &TextLock,
     f: unsafe extern "C" fn(*mut c_void) -> c_int,
     data: *mut c_void,
 ) -> c_int {
-    // SAFETY: As the caller promises.
+    // SAFETY: As the caller promises; `_lock` holds cpus_read_lock.
     unsafe { ksplice_helper_stop_machine(f, data) }
 }
 
@@ -333,85 +477,195 @@ pub(crate) fn sync_core() {
     unsafe { ksplice_helper_sync_core() }
 }
 
-/// `struct ksplice_snap` of helpers.h: a task and its switch count.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct Snap {
-    task: *const c_void,
-    switches: u64,
+/// Registers the int3 die notifier (module init).
+pub(crate) fn register_int3() -> Result {
+    // SAFETY: Registers a static notifier block once.
+    kernel::error::to_result(unsafe { ksplice_helper_register_int3() })
 }
 
-// SAFETY: Plain data; the task pointer is only compared, never followed,
-// outside the C helpers that hold RCU.
-unsafe impl Send for Snap {}
-
-/// Outcome of a stack check.
-pub(crate) enum Stacks {
-    /// No task is in the ranges.
-    Clear,
-    /// A task is (details in the `Busy`).
-    Busy,
-    /// A stack could not be walked reliably.
-    Unreliable,
+/// Unregisters it (module exit); waits for NMIs running it (RCU).
+pub(crate) fn unregister_int3() {
+    // SAFETY: Registered in module init.
+    unsafe { ksplice_helper_unregister_int3() }
 }
 
-fn stacks(rc: c_int) -> Stacks {
-    match rc {
-        0 => Stacks::Clear,
-        1 => Stacks::Busy,
-        _ => Stacks::Unreliable,
+/// A kprobe registered at exactly `addr`: where it ends (the bytes it
+/// rewrites, more than one when optimised). Needs [`TextLock`].
+pub(crate) fn kprobe_at(_lock: &TextLock, addr: u64) -> Option<u64> {
+    // SAFETY: We hold kprobe_mutex (in `_lock`), which get_kprobe needs.
+    let p = unsafe { ksplice_helper_get_kprobe(addr) };
+    // SAFETY: `p` is a registered kprobe, live while we hold kprobe_mutex.
+    (!p.is_null()).then(|| unsafe { ksplice_helper_kprobe_reach(p) })
+}
+
+/// Whether kprobes refuses `addr` (noinstr, entry code, its own blacklist):
+/// code an int3 must never be placed in.
+pub(crate) fn kprobe_blacklisted(addr: u64) -> bool {
+    // SAFETY: Reads the blacklist, which only grows at module load.
+    unsafe { ksplice_helper_within_kprobe_blacklist(addr) }
+}
+
+/// ftrace's record of the call site at `ip`: `None` if ftrace has none,
+/// else whether an IPMODIFY user is on it and the direct trampoline, if
+/// any. Needs [`TextLock`] (it holds ftrace_lock).
+pub(crate) fn ftrace_site(_lock: &TextLock, ip: u64) -> Option<(bool, u64)> {
+    const IPMODIFY: u64 = 1 << 26;
+    const DIRECT: u64 = 1 << 24;
+    // SAFETY: We hold ftrace_lock, under which the records are stable.
+    let flags = unsafe { ksplice_helper_ftrace_flags(ip) };
+    if flags == u64::MAX {
+        return None;
     }
+    // SAFETY: As above.
+    let direct = (flags & DIRECT != 0).then(|| unsafe { ksplice_helper_ftrace_direct(ip) });
+    Some((flags & IPMODIFY != 0, direct.unwrap_or(0)))
 }
 
-/// Phase one, outside stop_machine: walks every task's stack and records
-/// who must be looked at again inside the stop. Grows `snap` as needed.
-pub(crate) fn snapshot_stacks(
-    ranges: &[Range],
-    snap: &mut KVVec<Snap>,
-    busy: &mut Busy,
-) -> Result<Stacks> {
-    let empty = Snap {
-        task: core::ptr::null(),
-        switches: 0,
-    };
-    loop {
-        let cap = snap.len().max(256);
-        snap.resize(cap, empty, GFP_KERNEL)?;
-        let mut count = 0u32;
-        // SAFETY: `snap` has `cap` writable records, `ranges` and `busy` are
-        // valid; the helper walks tasks under RCU and may not sleep.
-        let rc = unsafe {
-            ksplice_helper_snapshot_stacks(
-                ranges.as_ptr(),
-                ranges.len() as u32,
-                snap.as_mut_ptr(),
-                cap as u32,
-                &mut count,
-                busy,
-            )
-        };
-        if rc == -(kernel::bindings::ENOSPC as c_int) {
-            let grown = cap.checked_mul(2).ok_or(ENOMEM)?;
-            snap.resize(grown, empty, GFP_KERNEL)?;
-            continue;
-        }
-        snap.truncate(count as usize);
-        return Ok(stacks(rc));
+/// The livepatch module whose enabled patch redirects the function at
+/// `func`, its name copied into `buf`.
+pub(crate) fn livepatch_owner<'b>(_lock: &KlpLock, func: u64, buf: &'b mut [u8; 64]) -> Option<&'b str> {
+    // SAFETY: We hold klp_mutex (in `_lock`); `buf` is writable for its
+    // length and the helper NUL-terminates it.
+    if !unsafe { ksplice_helper_livepatch_owner(func, buf.as_mut_ptr().cast(), buf.len()) } {
+        return None;
     }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    core::str::from_utf8(buf.get(..len)?).ok()
 }
 
-/// Phase two, only inside stop_machine: re-walks the tasks that ran since
-/// phase one (and new tasks, and the idle tasks).
-pub(crate) fn recheck_stacks(ranges: &[Range], snap: &[Snap], busy: &mut Busy) -> Stacks {
-    // SAFETY: All pointers are valid for the call; the caller is a
-    // stop_machine callback, so no task runs or exits meanwhile.
-    stacks(unsafe {
-        ksplice_helper_recheck_stacks(
-            ranges.as_ptr(),
-            ranges.len() as u32,
-            snap.as_ptr(),
-            snap.len() as u32,
-            busy,
-        )
+/// The CPU ids, online or possible, in order.
+pub(crate) fn cpus(online: bool) -> impl Iterator<Item = i32> {
+    let mut cpu = -1;
+    core::iter::from_fn(move || {
+        // SAFETY: Reads a cpumask.
+        cpu = unsafe { ksplice_helper_next_cpu(cpu, online) };
+        (cpu >= 0).then_some(cpu)
     })
+}
+
+/// Number of online CPUs (stable under cpus_read_lock).
+pub(crate) fn num_online_cpus() -> u32 {
+    // SAFETY: Reads a counter.
+    unsafe { ksplice_helper_num_online_cpus() }
+}
+
+/// This CPU's id (inside stop_machine, where it cannot change).
+pub(crate) fn this_cpu() -> i32 {
+    // SAFETY: Reads the CPU number.
+    unsafe { ksplice_helper_smp_processor_id() }
+}
+
+/// `per_cpu_ptr(addr, cpu)` of a per-CPU symbol's address.
+pub(crate) fn per_cpu_ptr(addr: u64, cpu: i32) -> u64 {
+    // SAFETY: Pure address arithmetic on the per-CPU offsets.
+    unsafe { ksplice_helper_per_cpu_ptr(addr, cpu) as u64 }
+}
+
+/// The running task.
+pub(crate) fn current() -> *const c_void {
+    // SAFETY: `current` is always valid.
+    unsafe { ksplice_helper_current() }
+}
+
+/// The idle task of `cpu`.
+pub(crate) fn idle_task(cpu: i32) -> *const c_void {
+    // SAFETY: Idle tasks exist for every possible CPU, forever.
+    unsafe { ksplice_helper_idle_task(cpu) }
+}
+
+/// `THREAD_SIZE`: the size of a task's kernel stack.
+pub(crate) fn thread_size() -> u64 {
+    // SAFETY: A constant.
+    unsafe { ksplice_helper_thread_size() }
+}
+
+/// Holds `rcu_read_lock` (the task list may change but not be freed).
+pub(crate) struct RcuReadLock(());
+
+impl RcuReadLock {
+    pub(crate) fn lock() -> Self {
+        // SAFETY: Released on drop.
+        unsafe { ksplice_helper_rcu_read_lock() };
+        Self(())
+    }
+}
+
+impl Drop for RcuReadLock {
+    fn drop(&mut self) {
+        // SAFETY: Held since `lock`.
+        unsafe { ksplice_helper_rcu_read_unlock() }
+    }
+}
+
+/// A pinned task stack; released on drop.
+pub(crate) struct StackRef(*const c_void);
+
+impl StackRef {
+    /// Pins `task`'s stack, if it still has one.
+    ///
+    /// # Safety
+    ///
+    /// `task` must be a valid task for the call (RCU, or inside the stop).
+    pub(crate) unsafe fn get(task: *const c_void) -> Option<Self> {
+        // SAFETY: As the caller promises.
+        unsafe { ksplice_helper_try_get_task_stack(task.cast_mut()) }.then(|| Self(task))
+    }
+}
+
+impl Drop for StackRef {
+    fn drop(&mut self) {
+        // SAFETY: Pinned in `get`; the task struct outlives its stack pin.
+        unsafe { ksplice_helper_put_task_stack(self.0.cast_mut()) }
+    }
+}
+
+/// Room for the unwinder's `struct unwind_state` (size checked in C).
+#[repr(C, align(8))]
+pub(crate) struct UnwindState([u8; 256]);
+
+impl UnwindState {
+    pub(crate) const fn new() -> Self {
+        Self([0; 256])
+    }
+
+    fn ptr(&mut self) -> *mut c_void {
+        self.0.as_mut_ptr().cast()
+    }
+
+    /// Starts unwinding `task` (a task that is not running, or current).
+    ///
+    /// # Safety
+    ///
+    /// `task` and its stack must stay valid while the state is used.
+    pub(crate) unsafe fn start(&mut self, task: *const c_void) {
+        // SAFETY: As the caller promises; the buffer is large enough.
+        unsafe { ksplice_helper_unwind_start(self.ptr(), task.cast_mut()) }
+    }
+
+    pub(crate) fn done(&mut self) -> bool {
+        // SAFETY: Started by `start`.
+        unsafe { ksplice_helper_unwind_done(self.ptr()) }
+    }
+
+    pub(crate) fn error(&mut self) -> bool {
+        // SAFETY: Started by `start`.
+        unsafe { ksplice_helper_unwind_error(self.ptr()) }
+    }
+
+    pub(crate) fn in_user_mode(&mut self) -> bool {
+        // SAFETY: Started by `start`.
+        unsafe { ksplice_helper_unwind_in_user_mode(self.ptr()) }
+    }
+
+    /// The current frame's return address (the real one behind an ftrace
+    /// graph or kretprobe trampoline), 0 if it cannot be known.
+    pub(crate) fn return_address(&mut self) -> u64 {
+        // SAFETY: Started by `start`.
+        unsafe { unwind_get_return_address(self.ptr()) }
+    }
+
+    pub(crate) fn next(&mut self) {
+        // SAFETY: Started by `start`.
+        unsafe { unwind_next_frame(self.ptr()) };
+    }
 }

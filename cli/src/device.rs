@@ -6,7 +6,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use ksplice_core::uapi::{
-    self, ApplyRequest, FunctionsRequest, Info, ListRequest, OpResult, UndoRequest, UpdateEntry,
+    self, ApplyRequest, FunctionState, FunctionsRequest, Info, ListRequest, OpResult,
+    ReleaseRequest, UndoRequest, UpdateEntry, VerifyRequest,
 };
 use log::debug;
 
@@ -17,6 +18,47 @@ nix::ioctl_readwrite_bad!(ioctl_list, uapi::IOC_LIST, ListRequest);
 nix::ioctl_readwrite_bad!(ioctl_apply, uapi::IOC_APPLY, ApplyRequest);
 nix::ioctl_readwrite_bad!(ioctl_undo, uapi::IOC_UNDO, UndoRequest);
 nix::ioctl_readwrite_bad!(ioctl_functions, uapi::IOC_FUNCTIONS, FunctionsRequest);
+nix::ioctl_readwrite_bad!(ioctl_verify, uapi::IOC_VERIFY, VerifyRequest);
+nix::ioctl_readwrite_bad!(ioctl_release, uapi::IOC_RELEASE, ReleaseRequest);
+
+/// One function an update replaces, as `FUNCTIONS` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    /// The function's name.
+    pub name: String,
+    /// `vmlinux` or the module it lives in.
+    pub object: String,
+    /// Its state; `None` for a state this tool does not know.
+    pub state: Option<FunctionState>,
+    /// For a shadowed function: who shadows it.
+    pub shadowed_by: Option<String>,
+}
+
+impl Function {
+    /// Parses one `FUNCTIONS` line: name, object, state and owner,
+    /// separated by tabs.
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut fields = line.split('\t');
+        let name = fields.next().filter(|n| !n.is_empty())?.to_owned();
+        let object = fields.next()?.to_owned();
+        let state = FunctionState::parse(fields.next()?);
+        let shadowed_by = fields.next().map(str::to_owned);
+        Some(Self {
+            name,
+            object,
+            state,
+            shadowed_by,
+        })
+    }
+}
+
+fn id_field(id: &str) -> [u8; uapi::ID_MAX_LEN + 1] {
+    let mut field = [0; uapi::ID_MAX_LEN + 1];
+    for (d, s) in field.iter_mut().zip(id.bytes().take(uapi::ID_MAX_LEN)) {
+        *d = s;
+    }
+    field
+}
 
 /// How hard the kernel tries before `code_busy` (0: its default).
 #[derive(Clone, Copy, Debug, Default, clap::Args)]
@@ -143,17 +185,14 @@ impl Device {
         Ok(request.result)
     }
 
-    /// Undoes the applied update `id`.
+    /// Undoes the applied update `id` (its update.ko stays loaded).
     pub fn undo(&self, id: &str, retry: Retry) -> Result<OpResult, Error> {
         let mut request = UndoRequest {
-            id: [0; uapi::ID_MAX_LEN + 1],
+            id: id_field(id),
             tries: retry.tries,
             retry_ms: retry.retry_ms,
             result: OpResult::zeroed(),
         };
-        for (d, s) in request.id.iter_mut().zip(id.bytes().take(uapi::ID_MAX_LEN)) {
-            *d = s;
-        }
         // SAFETY: `request` is a valid `UndoRequest`.
         self.check(
             unsafe { ioctl_undo(self.file.as_raw_fd(), &mut request) },
@@ -162,21 +201,50 @@ impl Device {
         Ok(request.result)
     }
 
-    /// Names of the functions the applied update `id` replaces.
-    pub fn functions(&self, id: &str) -> Result<Vec<String>, Error> {
+    /// Makes the kernel forget the reversed update `id`, so its update.ko
+    /// can be unloaded.
+    pub fn release(&self, id: &str) -> Result<OpResult, Error> {
+        let mut request = ReleaseRequest {
+            id: id_field(id),
+            result: OpResult::zeroed(),
+        };
+        // SAFETY: `request` is a valid `ReleaseRequest`.
+        self.check(
+            unsafe { ioctl_release(self.file.as_raw_fd(), &mut request) },
+            "RELEASE",
+        )?;
+        Ok(request.result)
+    }
+
+    /// Re-checks the live kernel against update `id`, or every applied
+    /// update; returns the result and the number of functions checked.
+    pub fn verify(&self, id: Option<&str>) -> Result<(OpResult, u32), Error> {
+        let mut request = VerifyRequest {
+            id: id_field(id.unwrap_or("")),
+            checked: 0,
+            flags: 0,
+            result: OpResult::zeroed(),
+        };
+        // SAFETY: `request` is a valid `VerifyRequest`.
+        self.check(
+            unsafe { ioctl_verify(self.file.as_raw_fd(), &mut request) },
+            "VERIFY",
+        )?;
+        Ok((request.result, request.checked))
+    }
+
+    /// The functions update `id` replaces, with their state.
+    pub fn functions(&self, id: &str) -> Result<Vec<Function>, Error> {
         let mut buf: Vec<u8> = Vec::new();
         loop {
             let mut request = FunctionsRequest {
-                id: [0; uapi::ID_MAX_LEN + 1],
+                id: id_field(id),
                 buf: buf.as_mut_ptr() as u64,
                 len: u32::try_from(buf.len()).map_err(|_| Error::MalformedReply {
                     what: "function names",
                 })?,
                 total: 0,
             };
-            for (d, s) in request.id.iter_mut().zip(id.bytes().take(uapi::ID_MAX_LEN)) {
-                *d = s;
-            }
             // SAFETY: `request` is a valid `FunctionsRequest` pointing at
             // `len` writable bytes owned by `buf`.
             self.check(
@@ -186,7 +254,14 @@ impl Device {
             if request.total as usize <= buf.len() {
                 buf.truncate(request.total as usize);
                 let text = String::from_utf8_lossy(&buf);
-                return Ok(text.lines().map(str::to_owned).collect());
+                return text
+                    .lines()
+                    .map(|l| {
+                        Function::parse(l).ok_or(Error::MalformedReply {
+                            what: "function line",
+                        })
+                    })
+                    .collect();
             }
             buf.resize(request.total as usize, 0);
         }
@@ -204,5 +279,32 @@ impl Device {
                 source,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_lines_carry_object_state_and_owner() {
+        let f =
+            Function::parse("cmdline_proc_show\tvmlinux\tshadowed\tlivepatch module x").unwrap();
+        assert_eq!(f.name, "cmdline_proc_show");
+        assert_eq!(f.object, "vmlinux");
+        assert_eq!(f.state, Some(FunctionState::Shadowed));
+        assert_eq!(f.shadowed_by.as_deref(), Some("livepatch module x"));
+        let f = Function::parse("f\tvmlinux\tpatched").unwrap();
+        assert_eq!(
+            (f.state, f.shadowed_by),
+            (Some(FunctionState::Patched), None)
+        );
+        assert_eq!(
+            Function::parse("f\tvmlinux\tfrom-the-future")
+                .unwrap()
+                .state,
+            None
+        );
+        assert_eq!(Function::parse("only-a-name"), None);
     }
 }

@@ -70,6 +70,13 @@ pub enum Error {
         detail: String,
     },
 
+    #[error("{operation} refused with abort code {code}, which these tools do not know: {detail}")]
+    RefusedUnknown {
+        operation: &'static str,
+        code: u32,
+        detail: String,
+    },
+
     #[error("{path}: not a ksplice update: {why}")]
     NotAnUpdate { path: PathBuf, why: String },
 
@@ -93,7 +100,7 @@ impl Error {
             Self::NotLoaded { .. } => ExitStatus::NotLoaded,
             Self::PermissionDenied { .. } => ExitStatus::PermissionDenied,
             Self::Create(e) if e.is_refusal() => ExitStatus::Refused,
-            Self::Refused { .. } => ExitStatus::Refused,
+            Self::Refused { .. } | Self::RefusedUnknown { .. } => ExitStatus::Refused,
             Self::Create(
                 crate::create::CreateError::CompileFailed { .. }
                 | crate::create::CreateError::KbuildFailed { .. },
@@ -108,13 +115,21 @@ impl Error {
         result: &ksplice_core::uapi::OpResult,
     ) -> Option<Self> {
         use ksplice_core::uapi::Abort;
-        // A code this tool does not know still means "refused".
-        let abort = Abort::from_u32(result.abort).unwrap_or(Abort::BadPayload);
-        (abort != Abort::None).then(|| Self::Refused {
-            operation,
-            abort,
-            detail: result.detail_str().to_owned(),
-        })
+        let detail = result.detail_str().to_owned();
+        match Abort::from_u32(result.abort) {
+            Some(Abort::None) => None,
+            Some(abort) => Some(Self::Refused {
+                operation,
+                abort,
+                detail,
+            }),
+            // A code this tool does not know still means "refused".
+            None => Some(Self::RefusedUnknown {
+                operation,
+                code: result.abort,
+                detail,
+            }),
+        }
     }
 
     /// What the sysadmin can do about it, where there is something.
@@ -152,6 +167,13 @@ fn abort_hint(abort: ksplice_core::uapi::Abort) -> &'static str {
         Abort::CodeChanged => "something else (ftrace, a kprobe, jump labels) changed the code meanwhile; retry",
         Abort::MissingSymbol => "a symbol the new code needs could not be located unambiguously",
         Abort::OutOfMemory => "the kernel is short of memory; retry",
+        Abort::ProbeConflict => "a kprobe (perf probe, kprobe_events, a BPF kprobe) sits where the trampoline goes; remove it and retry (nothing was changed)",
+        Abort::FtraceConflict => "another live patch or ftrace user redirects the function, so the update would not run; remove it first (nothing was changed)",
+        Abort::KernelError => "a kernel call failed; the detail names the errno (nothing was changed)",
+        Abort::HookFailed => "a hook of the update refused; see the detail (nothing was changed)",
+        Abort::Interrupted => "a signal ended the operation; nothing was changed",
+        Abort::Unsupported => "this kernel lacks something ksplice needs to be safe; see the detail",
+        Abort::StillApplied => "undo the update first (ksplice-undo ID), then unload it",
         Abort::None => "",
     }
 }
@@ -171,12 +193,9 @@ mod tests {
         assert_eq!(e.exit_status(), ExitStatus::Refused);
         assert!(e.to_string().contains("code_busy: kthr"), "{e}");
         result.abort = 999;
-        assert!(matches!(
-            Error::from_result("undo", &result),
-            Some(Error::Refused {
-                abort: Abort::BadPayload,
-                ..
-            })
-        ));
+        let e = Error::from_result("undo", &result).unwrap();
+        assert!(matches!(e, Error::RefusedUnknown { code: 999, .. }));
+        assert_eq!(e.exit_status(), ExitStatus::Refused);
+        assert!(e.to_string().contains("abort code 999"), "{e}");
     }
 }

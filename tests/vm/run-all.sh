@@ -1,5 +1,7 @@
 # Runs every tests/vm/test-*.sh in this one boot (or those named in
-# $VM_TESTS), each in its own shell, and prints a summary line.
+# $VM_TESTS), each in its own shell with -e, -u and pipefail, and prints a
+# summary line. A test also fails when the kernel log lines it caused show
+# Oops, BUG, WARNING or Call Trace.
 . /lib/ksplice/testlib.sh
 passed=0 failed=0 failures=""
 for t in /work/vm/test-*.sh; do
@@ -8,7 +10,18 @@ for t in /work/vm/test-*.sh; do
         continue
     fi
     echo "=== $name"
-    if sh -eu -c ". /lib/ksplice/testlib.sh; . $t"; then
+    klog_mark
+    ok=1
+    sh -eu -o pipefail -c ". /lib/ksplice/testlib.sh; . $t" || ok=0
+    cleanup_updates
+    unload_core 2>/dev/null || true
+    bad=$(klog_since_mark | grep -E 'Oops|(^|[^A-Za-z_])BUG([^A-Za-z_]|$)|WARNING|Call Trace' || true)
+    if [ -n "$bad" ]; then
+        echo "kernel log during $name:"
+        printf '%s\n' "$bad" | head -20
+        ok=0
+    fi
+    if [ "$ok" -eq 1 ]; then
         echo "--- PASS $name"
         passed=$((passed + 1))
     else
@@ -16,7 +29,6 @@ for t in /work/vm/test-*.sh; do
         failed=$((failed + 1))
         failures="$failures $name"
     fi
-    unload_core 2>/dev/null || true
 done
 echo "vm tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] || { echo "failed:$failures"; exit 1; }

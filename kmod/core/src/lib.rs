@@ -7,6 +7,7 @@
 //! input: in the kernel a panic is an oops.
 #![cfg_attr(not(test), no_std)]
 
+pub mod notes;
 pub mod payload;
 pub mod reloc;
 pub mod runpre;

@@ -1012,13 +1012,28 @@ fn is_fentry_call(payload: &Payload<'_>, f: &FunctionRec, code: &[u8], o: usize)
     })
 }
 
+/// The bytes of a function a trampoline affects, as offsets from its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// The `call __fentry__` site, where ftrace's record of the function
+    /// is, if the function has one.
+    pub fentry: Option<u32>,
+    /// Where the 5-byte `jmp` goes.
+    pub start: u32,
+    /// The end of the last original instruction the `jmp` overlaps: the
+    /// `jmp` overwrites `[start, start + 5)`, and `[start + 5, end)` is the
+    /// tail of an instruction it cut, which no one may probe or change while
+    /// the update is applied, because undo makes those bytes live again.
+    pub end: u32,
+}
+
 /// Where ksplice writes its 5-byte `jmp` into the function: after the ENDBR
 /// (indirect callers must still land on it) and after the ftrace call site
 /// (writing over it breaks ftrace, facts §6). The overwritten instructions
 /// `[start, E)` must not be runtime-patched, and no known branch may land
 /// strictly inside them. Branches from outside the payload (exception-table
 /// fixups, other kernel code) cannot be seen here.
-pub fn trampoline_offset(payload: &Payload<'_>, function: u32) -> Result<u32, SiteError> {
+pub fn trampoline_window(payload: &Payload<'_>, function: u32) -> Result<Window, SiteError> {
     let f = payload
         .functions
         .get(function)
@@ -1028,7 +1043,9 @@ pub fn trampoline_offset(payload: &Payload<'_>, function: u32) -> Result<u32, Si
     if code.starts_with(&ENDBR64) {
         start = ENDBR64.len();
     }
+    let mut fentry = None;
     if is_fentry_call(payload, &f, code, start) {
+        fentry = Some(at(start));
         start = start.saturating_add(x86::JMP_REL32_LEN);
     }
     let need = start.saturating_add(x86::JMP_REL32_LEN);
@@ -1149,7 +1166,11 @@ pub fn trampoline_offset(payload: &Payload<'_>, function: u32) -> Result<u32, Si
             target: u32::try_from(target).unwrap_or(u32::MAX),
         });
     }
-    Ok(at(start))
+    Ok(Window {
+        fentry,
+        start: at(start),
+        end: at(end_of_patch),
+    })
 }
 
 #[cfg(test)]
@@ -1273,7 +1294,7 @@ mod tests {
     }
 
     fn trampoline(payload: &[u8]) -> Result<u32, SiteError> {
-        trampoline_offset(&Payload::parse(payload).unwrap(), 0)
+        trampoline_window(&Payload::parse(payload).unwrap(), 0).map(|w| w.start)
     }
 
     /// Any kernel text address for the small fragments.
@@ -1618,7 +1639,7 @@ mod tests {
         assert_eq!(m.reason, MismatchReason::NoSuchFunction(1));
         let p = g.payload();
         assert_eq!(
-            trampoline_offset(&Payload::parse(&p).unwrap(), 7),
+            trampoline_window(&Payload::parse(&p).unwrap(), 7),
             Err(SiteError::NoSuchFunction(7))
         );
     }
@@ -2130,7 +2151,33 @@ mod tests {
         assert!(seen.infers.is_empty());
     }
 
-    // ---- trampoline_offset
+    // ---- trampoline_window
+
+    #[test]
+    fn the_window_ends_at_the_last_instruction_the_jmp_cuts() {
+        // push %r12 (2); xor %eax,%eax (2); mov $6,%ecx (5); ret.
+        let body = [0x41, 0x54, 0x31, 0xc0, 0xb9, 6, 0, 0, 0, 0xc3];
+        let p = entry_then(&body, &[], &[]);
+        assert_eq!(
+            trampoline_window(&Payload::parse(&p).unwrap(), 0),
+            Ok(Window {
+                fentry: Some(4),
+                start: 9,
+                end: 18
+            })
+        );
+        // An instruction that ends exactly at the jmp's end leaves no tail.
+        let body = [0x41, 0x54, 0x31, 0xc0, 0x90, 0xc3];
+        let p = entry_then(&body, &[], &[]);
+        assert_eq!(
+            trampoline_window(&Payload::parse(&p).unwrap(), 0),
+            Ok(Window {
+                fentry: Some(4),
+                start: 9,
+                end: 14
+            })
+        );
+    }
 
     #[test]
     fn the_trampoline_goes_after_endbr_and_the_fentry_call() {
@@ -2444,7 +2491,7 @@ mod tests {
             }
             let _ = match_function(&p, 0, next(), &live, &mut Recorder::default())
                 .map_err(|m| m.to_string());
-            let _ = trampoline_offset(&p, 0).map_err(|e| e.to_string());
+            let _ = trampoline_window(&p, 0).map_err(|e| e.to_string());
         }
         assert!(parsed > 0);
         eprintln!("runpre pre fuzz: {} inputs, {parsed} parsed", fuzz_iters());

@@ -9,7 +9,7 @@
 pub const DEVICE_PATH: &str = "/dev/ksplice";
 
 /// Bumped whenever a struct or command below changes incompatibly.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// The ioctl "type" byte of `/dev/ksplice` (unused in ioctl-number.rst).
 pub const IOCTL_TYPE: u32 = 0xB5;
@@ -64,12 +64,62 @@ pub const IOC_UNDO: u32 = ioc(
 pub const IOC_EMPTY_STOP: u32 = ioc(IOC_READ, 0x05, core::mem::size_of::<u64>());
 
 /// `FUNCTIONS`: userspace passes a [`FunctionsRequest`]; the kernel writes
-/// the names of the functions update `id` replaces, one per line.
+/// one line per function update `id` replaces: the name, the object it
+/// lives in (`vmlinux` or a module name) and its state, separated by tabs
+/// (see [`FunctionState`]); a shadowed function adds a fourth field naming
+/// the text user that took it.
 pub const IOC_FUNCTIONS: u32 = ioc(
     IOC_READ | IOC_WRITE,
     0x06,
     core::mem::size_of::<FunctionsRequest>(),
 );
+
+/// `VERIFY`: userspace passes a [`VerifyRequest`]; the kernel re-checks the
+/// live kernel against update `id` (every applied update if `id` is empty)
+/// without changing anything, and fills `result`: abort 0 when everything
+/// holds, else the first problem ([`Abort::CodeChanged`] for a trampoline
+/// or new code that is not what ksplice wrote, [`Abort::FtraceConflict`] or
+/// [`Abort::ProbeConflict`] for another text user that took a function).
+pub const IOC_VERIFY: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x07,
+    core::mem::size_of::<VerifyRequest>(),
+);
+
+/// `RELEASE`: userspace passes a [`ReleaseRequest`]; the kernel forgets
+/// the reversed update `id` and drops its reference on update.ko, which
+/// userspace may then unload. Refused with [`Abort::StillApplied`] while
+/// the update is applied, and [`Abort::OutOfOrder`] while another update
+/// depends on its module.
+pub const IOC_RELEASE: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x08,
+    core::mem::size_of::<ReleaseRequest>(),
+);
+
+/// Argument of [`IOC_VERIFY`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifyRequest {
+    /// The update id, NUL-padded; all zero for every applied update.
+    pub id: [u8; ID_MAX_LEN + 1],
+    /// Set by the kernel: number of functions checked.
+    pub checked: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+    /// Set by the kernel.
+    pub result: OpResult,
+}
+
+/// Argument of [`IOC_RELEASE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReleaseRequest {
+    /// The update id, NUL-padded.
+    pub id: [u8; ID_MAX_LEN + 1],
+    /// Set by the kernel.
+    pub result: OpResult,
+}
 
 /// Argument of [`IOC_FUNCTIONS`].
 #[repr(C)]
@@ -126,6 +176,23 @@ pub enum Abort {
     MissingSymbol = 11,
     /// The kernel ran out of memory.
     OutOfMemory = 12,
+    /// A kprobe sits in (or, optimised, reaches into) the bytes a
+    /// trampoline overwrites or restores.
+    ProbeConflict = 13,
+    /// Another ftrace user that redirects execution (livepatch, a BPF or
+    /// direct trampoline, an IPMODIFY kprobe) owns the function's entry,
+    /// so the new code would not run.
+    FtraceConflict = 14,
+    /// A kernel function failed with an errno (named in the detail).
+    KernelError = 15,
+    /// A hook of the update refused or failed.
+    HookFailed = 16,
+    /// A fatal signal ended the operation; nothing was changed.
+    Interrupted = 17,
+    /// The running kernel lacks something ksplice needs to be safe.
+    Unsupported = 18,
+    /// The update is still applied (release needs it reversed first).
+    StillApplied = 19,
 }
 
 impl Abort {
@@ -145,6 +212,13 @@ impl Abort {
             10 => Self::CodeChanged,
             11 => Self::MissingSymbol,
             12 => Self::OutOfMemory,
+            13 => Self::ProbeConflict,
+            14 => Self::FtraceConflict,
+            15 => Self::KernelError,
+            16 => Self::HookFailed,
+            17 => Self::Interrupted,
+            18 => Self::Unsupported,
+            19 => Self::StillApplied,
             _ => return None,
         })
     }
@@ -165,6 +239,13 @@ impl Abort {
             Self::CodeChanged => "code_changed",
             Self::MissingSymbol => "missing_symbol",
             Self::OutOfMemory => "out_of_memory",
+            Self::ProbeConflict => "probe_conflict",
+            Self::FtraceConflict => "ftrace_conflict",
+            Self::KernelError => "kernel_error",
+            Self::HookFailed => "hook_failed",
+            Self::Interrupted => "interrupted",
+            Self::Unsupported => "unsupported",
+            Self::StillApplied => "still_applied",
         }
     }
 }
@@ -286,6 +367,10 @@ pub struct ListRequest {
 pub enum UpdateState {
     /// Trampolines are in place: the new code runs.
     Applied = 1,
+    /// Undone: the original code runs again, but update.ko stays loaded,
+    /// because something (an open file, a timer, an RCU callback) may still
+    /// point into its code. Releasing it is an explicit step.
+    Reversed = 2,
 }
 
 impl UpdateState {
@@ -293,6 +378,7 @@ impl UpdateState {
     pub const fn from_u32(value: u32) -> Option<Self> {
         match value {
             1 => Some(Self::Applied),
+            2 => Some(Self::Reversed),
             _ => None,
         }
     }
@@ -301,6 +387,44 @@ impl UpdateState {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Applied => "applied",
+            Self::Reversed => "reversed",
+        }
+    }
+}
+
+/// [`UpdateEntry::flags`]: another text user took one of the update's
+/// functions after it was applied (see `FUNCTIONS` for which and by what).
+pub const UPDATE_SHADOWED: u32 = 1 << 0;
+
+/// The state of one replaced function, as `FUNCTIONS` prints it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FunctionState {
+    /// The trampoline is in place and nothing else redirects the function.
+    Patched,
+    /// The update is reversed: the original runs.
+    Reversed,
+    /// The trampoline is in place, but another ftrace user redirects the
+    /// function's entry, so the new code does not run.
+    Shadowed,
+}
+
+impl FunctionState {
+    /// The stable name in `FUNCTIONS` lines.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Patched => "patched",
+            Self::Reversed => "reversed",
+            Self::Shadowed => "shadowed",
+        }
+    }
+
+    /// Decodes a name; unknown ones come from a newer module.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "patched" => Some(Self::Patched),
+            "reversed" => Some(Self::Reversed),
+            "shadowed" => Some(Self::Shadowed),
+            _ => None,
         }
     }
 }
@@ -319,6 +443,13 @@ pub struct UpdateEntry {
     pub applied_at_ns: u64,
     /// Length of the `stop_machine` pause of the apply, in ns.
     pub pause_ns: u64,
+    /// `CLOCK_REALTIME` time of the undo, in ns since the epoch; 0 while
+    /// applied.
+    pub reversed_at_ns: u64,
+    /// `UPDATE_*` bits.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
 
 impl UpdateEntry {
@@ -330,6 +461,9 @@ impl UpdateEntry {
             functions: 0,
             applied_at_ns: 0,
             pause_ns: 0,
+            reversed_at_ns: 0,
+            flags: 0,
+            reserved: 0,
         }
     }
 
@@ -369,7 +503,7 @@ mod tests {
         assert_eq!(offset_of!(ListRequest, capacity), 8);
         assert_eq!(offset_of!(ListRequest, total), 12);
 
-        assert_eq!(size_of::<UpdateEntry>(), 32 + 4 + 4 + 8 + 8);
+        assert_eq!(size_of::<UpdateEntry>(), 32 + 4 + 4 + 8 + 8 + 8 + 4 + 4);
         assert_eq!(offset_of!(UpdateEntry, state), 32);
         assert_eq!(offset_of!(UpdateEntry, applied_at_ns), 40);
         assert_eq!(offset_of!(UpdateEntry, pause_ns), 48);
@@ -387,6 +521,9 @@ mod tests {
         assert_eq!(size_of::<UndoRequest>(), 32 + 8 + size_of::<OpResult>());
         assert_eq!(offset_of!(UndoRequest, result) % 8, 0);
         assert_eq!(size_of::<FunctionsRequest>(), 32 + 8 + 4 + 4);
+        assert_eq!(size_of::<VerifyRequest>(), 32 + 8 + size_of::<OpResult>());
+        assert_eq!(offset_of!(VerifyRequest, result) % 8, 0);
+        assert_eq!(size_of::<ReleaseRequest>(), 32 + size_of::<OpResult>());
         let numbers = [
             IOC_INFO,
             IOC_LIST,
@@ -394,6 +531,8 @@ mod tests {
             IOC_UNDO,
             IOC_EMPTY_STOP,
             IOC_FUNCTIONS,
+            IOC_VERIFY,
+            IOC_RELEASE,
         ];
         for (i, a) in numbers.iter().enumerate() {
             assert!(numbers[i + 1..].iter().all(|b| a != b));
@@ -402,12 +541,12 @@ mod tests {
 
     #[test]
     fn abort_codes_round_trip_and_unknown_ones_are_none() {
-        for v in 0..=12 {
+        for v in 0..=19 {
             let abort = Abort::from_u32(v).unwrap();
             assert_eq!(abort as u32, v);
             assert!(!abort.as_str().is_empty());
         }
-        assert_eq!(Abort::from_u32(13), None);
+        assert_eq!(Abort::from_u32(20), None);
         assert_eq!(Abort::CodeBusy.as_str(), "code_busy");
     }
 
@@ -446,7 +585,16 @@ mod tests {
     #[test]
     fn unknown_states_are_not_guessed() {
         assert_eq!(UpdateState::from_u32(1), Some(UpdateState::Applied));
+        assert_eq!(UpdateState::from_u32(2), Some(UpdateState::Reversed));
         assert_eq!(UpdateState::from_u32(0), None);
+        for s in [
+            FunctionState::Patched,
+            FunctionState::Reversed,
+            FunctionState::Shadowed,
+        ] {
+            assert_eq!(FunctionState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(FunctionState::parse("pending"), None);
         assert_eq!(UpdateState::from_u32(99), None);
     }
 }

@@ -758,6 +758,37 @@ impl Iterator for Instructions<'_> {
     }
 }
 
+/// The offset of the first instruction of `code`, placed at `base`, that
+/// refers to an address in `targets`: a relative branch, a RIP-relative
+/// operand, or an absolute address in a displacement or immediate (a
+/// sign-extended 32-bit field or a 64-bit one). Undecodable code is an
+/// error, never "no reference".
+pub fn find_reference(
+    code: &[u8],
+    base: u64,
+    targets: core::ops::Range<u64>,
+) -> Result<Option<usize>, DecodeError> {
+    for item in instructions(code) {
+        let (offset, insn) = item?;
+        let at = base.wrapping_add(offset as u64);
+        let absolute = |f: Option<Field>| f.filter(|f| f.size >= 4).map(|f| f.value as u64);
+        let refs = [
+            insn.branch_target(at),
+            insn.rip_target(at),
+            if insn.rip_relative {
+                None
+            } else {
+                absolute(insn.disp)
+            },
+            absolute(insn.imm),
+        ];
+        if refs.iter().flatten().any(|a| targets.contains(a)) {
+            return Ok(Some(offset));
+        }
+    }
+    Ok(None)
+}
+
 /// Length of the `jmp rel32` trampoline.
 pub const JMP_REL32_LEN: usize = 5;
 /// Opcode of `jmp rel32`.
@@ -1674,5 +1705,33 @@ mod tests {
         }
         // Random bytes are mostly valid instructions; far fewer means a bug.
         assert!(decoded > 500_000, "only {decoded} decoded");
+    }
+
+    #[test]
+    fn references_to_a_range_are_found_by_branch_rip_and_absolute_address() {
+        let base = 0xffff_ffff_a000_0000u64;
+        let stub = base + 0x1000..base + 0x1010;
+        // nop; call stub (rel32 from +1: next is +6, so rel = 0x1000 - 6)
+        let rel = (0x1000i32 - 6).to_le_bytes();
+        let call = [0x90, 0xe8, rel[0], rel[1], rel[2], rel[3], 0xc3];
+        assert_eq!(find_reference(&call, base, stub.clone()), Ok(Some(1)));
+        // lea stub+8(%rip),%rax at +0: next is +7.
+        let rel = (0x1008i32 - 7).to_le_bytes();
+        let lea = [0x48, 0x8d, 0x05, rel[0], rel[1], rel[2], rel[3]];
+        assert_eq!(find_reference(&lea, base, stub.clone()), Ok(Some(0)));
+        // mov $stub,%rdi as a sign-extended imm32.
+        let abs = ((base + 0x1004) as u32).to_le_bytes();
+        let mov = [0x48, 0xc7, 0xc7, abs[0], abs[1], abs[2], abs[3]];
+        assert_eq!(find_reference(&mov, base, stub.clone()), Ok(Some(0)));
+        // movabs $stub,%rax.
+        let mut movabs = vec![0x48, 0xb8];
+        movabs.extend_from_slice(&(base + 0x100f).to_le_bytes());
+        assert_eq!(find_reference(&movabs, base, stub.clone()), Ok(Some(0)));
+        // A call elsewhere, and int3 padding: none.
+        let rel = (0x2000i32 - 5).to_le_bytes();
+        let other = [0xe8, rel[0], rel[1], rel[2], rel[3], 0xcc, 0xcc];
+        assert_eq!(find_reference(&other, base, stub.clone()), Ok(None));
+        // Undecodable bytes are an error, not a clean bill.
+        assert!(find_reference(&[0x0f], base, stub).is_err());
     }
 }
