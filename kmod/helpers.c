@@ -8,6 +8,7 @@
 #include <linux/cpu.h>
 #include <linux/cpumask.h>
 #include <linux/ftrace.h>
+#include <linux/jump_label.h>
 #include <linux/kallsyms.h>
 #include <linux/kdebug.h>
 #include <linux/kprobes.h>
@@ -20,6 +21,7 @@
 #include <linux/sched/signal.h>
 #include <linux/sched/task.h>
 #include <linux/sched/task_stack.h>
+#include <linux/static_call.h>
 #include <linux/stop_machine.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -226,6 +228,47 @@ bool ksplice_helper_module_owns(struct module *mod, unsigned long addr, unsigned
 	return false;
 }
 
+/*
+ * Whether addr lies in code of mod the kernel patches at run time (an
+ * ftrace call site, a jump label, an inline static call), and the bounds
+ * of that site: verify must not take those changes for tampering. The
+ * caller holds text_mutex, under which none of them changes.
+ */
+bool ksplice_helper_module_patch_site(struct module *mod, unsigned long addr,
+				      unsigned long *start, unsigned long *end)
+{
+	unsigned long c = 0, len = 0;
+	unsigned int i;
+
+#ifdef CONFIG_DYNAMIC_FTRACE
+	for (i = 0; i < mod->num_ftrace_callsites && !len; i++)
+		if (addr >= mod->ftrace_callsites[i] && addr < mod->ftrace_callsites[i] + MCOUNT_INSN_SIZE)
+			c = mod->ftrace_callsites[i], len = MCOUNT_INSN_SIZE;
+#endif
+#ifdef CONFIG_JUMP_LABEL
+	for (i = 0; i < mod->num_jump_entries && !len; i++) {
+		unsigned long code = jump_entry_code(&mod->jump_entries[i]);
+		/* A jump label is a 2-byte jmp/NOP or a 5-byte one (arch/x86/kernel/jump_label.c). */
+		unsigned long size = (*(u8 *)code == 0xeb || *(u16 *)code == 0x9066) ? 2 : 5;
+
+		if (addr >= code && addr < code + size)
+			c = code, len = size;
+	}
+#endif
+#ifdef CONFIG_HAVE_STATIC_CALL_INLINE
+	for (i = 0; i < mod->num_static_call_sites && !len; i++) {
+		struct static_call_site *site = &mod->static_call_sites[i];
+		unsigned long call = (unsigned long)&site->addr + site->addr;
+
+		if (addr >= call && addr < call + CALL_INSN_SIZE)
+			c = call, len = CALL_INSN_SIZE;
+	}
+#endif
+	*start = c;
+	*end = c + len;
+	return len != 0;
+}
+
 /* ---- locks, in the order kprobes, ftrace and the text patchers take them ---- */
 
 void ksplice_helper_kprobe_lock(void) { mutex_lock(ks_kprobe_mutex); }
@@ -315,9 +358,14 @@ struct kprobe *ksplice_helper_get_kprobe(unsigned long addr)
 	return ks_get_kprobe((void *)addr);
 }
 
-/* The end of the bytes a probe at p->addr rewrites: more when optimised. */
+/*
+ * The end of the bytes a probe at p->addr rewrites (more than one when
+ * optimised), or 0 for a probe on an ftrace call site, which rewrites none.
+ */
 unsigned long ksplice_helper_kprobe_reach(struct kprobe *p)
 {
+	if (kprobe_ftrace(p))
+		return 0;
 	return (unsigned long)p->addr +
 	       (kprobe_optimized(p) ? container_of(p, struct optimized_kprobe, kp)->optinsn.size : 1);
 }

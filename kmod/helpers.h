@@ -46,6 +46,8 @@ void ksplice_helper_module_put(struct module *mod);
 void ksplice_helper_module_get(struct module *mod);
 unsigned long ksplice_helper_module_symbol(struct module *mod, const char *name, unsigned long *size);
 bool ksplice_helper_module_owns(struct module *mod, unsigned long addr, unsigned long len);
+bool ksplice_helper_module_patch_site(struct module *mod, unsigned long addr,
+				      unsigned long *start, unsigned long *end);
 
 /* Locks of the kernel's text patchers, taken in their order. */
 void ksplice_helper_kprobe_lock(void);

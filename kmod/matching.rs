@@ -209,10 +209,13 @@ enum Miss {
     Mismatch(u64, runpre::Mismatch),
     String(u64),
     Thunk(u64, u64),
+    /// A kprobe has rewritten the candidate's code at this address.
+    Probe(u64),
 }
 
 /// The address of function `index` of the payload in the live kernel.
 fn match_one(
+    lock: &sys::TextLock,
     payload: &Payload<'_>,
     index: u32,
     known: &mut Inferences,
@@ -249,6 +252,12 @@ fn match_one(
         // kallsyms named `addr` `name`; it may print an alias. Its sizes run
         // to the next symbol, so they include alignment padding.
         if !starts_symbol(sprinted) || !sprinted_size(sprinted).is_some_and(|s| s >= code_len) {
+            continue;
+        }
+        // A kprobe's int3 or jmp is not the kernel's code: name it rather
+        // than report a mismatch.
+        if let Some(probe) = (addr..addr + code_len).find(|&a| sys::kprobe_at(lock, a).is_some()) {
+            first_miss.get_or_insert(Miss::Probe(probe));
             continue;
         }
         if sys::read_kernel(addr, &mut live).is_err() {
@@ -310,6 +319,14 @@ fn match_one(
                     "{name} at {addr:#x}: a branch reaches {said}, which is not a thunk this code may use"
                 )
             }
+            Some(Miss::Probe(at)) => {
+                let mut buf = sys::symbol_buffer();
+                let said = core::str::from_utf8(sys::symbol_at(at, &mut buf)).unwrap_or("?");
+                refuse!(
+                    Abort::ProbeConflict,
+                    "a kprobe at {said} is in {name}, which this update must match; remove it first"
+                )
+            }
             None => refuse!(
                 Abort::NoMatch,
                 "{name}: no candidate of at least {code_len} bytes in the running kernel"
@@ -322,14 +339,14 @@ fn match_one(
 /// Matches every pre function of the payload and checks what the matches
 /// revealed. Needs the text lock, so the code cannot change meanwhile.
 pub(crate) fn match_all(
-    _lock: &sys::TextLock,
+    lock: &sys::TextLock,
     payload: &Payload<'_>,
     applied: &[Applied<'_>],
 ) -> Result<Matched, Refusal> {
     let mut known = Inferences::new(payload.symbols.len())?;
     let mut addresses = KVec::with_capacity(payload.functions.len() as usize, GFP_KERNEL)?;
     for i in 0..payload.functions.len() {
-        addresses.push(match_one(payload, i, &mut known, applied)?, GFP_KERNEL)?;
+        addresses.push(match_one(lock, payload, i, &mut known, applied)?, GFP_KERNEL)?;
     }
     // Every inferred variable or function must be one kallsyms knows by
     // that name (aliases included), or a function of an applied update.

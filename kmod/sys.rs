@@ -41,6 +41,12 @@ extern "C" {
     ) -> u64;
     fn ksplice_helper_module_owns(module: *mut c_void, addr: u64, len: u64)
         -> bool;
+    fn ksplice_helper_module_patch_site(
+        module: *mut c_void,
+        addr: u64,
+        start: *mut u64,
+        end: *mut u64,
+    ) -> bool;
     fn ksplice_helper_kprobe_lock();
     fn ksplice_helper_kprobe_unlock();
     fn ksplice_helper_ftrace_lock();
@@ -333,6 +339,16 @@ impl ModuleRef {
         unsafe { ksplice_helper_module_owns(self.0, addr, len) }
     }
 
+    /// The bounds of the site around `addr` that the kernel patches at run
+    /// time in this module's code (ftrace call, jump label, static call).
+    pub(crate) fn patch_site(&self, _lock: &TextLock, addr: u64) -> Option<(u64, u64)> {
+        let (mut start, mut end) = (0, 0);
+        // SAFETY: We hold a reference, so the module's tables live; the text
+        // lock keeps the sites from changing.
+        unsafe { ksplice_helper_module_patch_site(self.0, addr, &mut start, &mut end) }
+            .then_some((start, end))
+    }
+
     /// Another reference on the same module.
     pub(crate) fn clone_ref(&self) -> Self {
         // SAFETY: We hold a reference, so taking another cannot fail.
@@ -489,13 +505,18 @@ pub(crate) fn unregister_int3() {
     unsafe { ksplice_helper_unregister_int3() }
 }
 
-/// A kprobe registered at exactly `addr`: where it ends (the bytes it
-/// rewrites, more than one when optimised). Needs [`TextLock`].
+/// A kprobe registered at exactly `addr` that rewrites text: where the
+/// bytes it rewrites end (more than one when optimised). Probes on an
+/// ftrace call site rewrite none and do not count. Needs [`TextLock`].
 pub(crate) fn kprobe_at(_lock: &TextLock, addr: u64) -> Option<u64> {
     // SAFETY: We hold kprobe_mutex (in `_lock`), which get_kprobe needs.
     let p = unsafe { ksplice_helper_get_kprobe(addr) };
+    if p.is_null() {
+        return None;
+    }
     // SAFETY: `p` is a registered kprobe, live while we hold kprobe_mutex.
-    (!p.is_null()).then(|| unsafe { ksplice_helper_kprobe_reach(p) })
+    let reach = unsafe { ksplice_helper_kprobe_reach(p) };
+    (reach != 0).then_some(reach)
 }
 
 /// Whether kprobes refuses `addr` (noinstr, entry code, its own blacklist):

@@ -15,12 +15,13 @@
 //! site the way `text_poke_bp` does, so that a CPU running the site from
 //! an NMI meanwhile never executes a torn instruction: an `int3` on the
 //! first byte; every CPU serialises; the other four bytes; every CPU
-//! serialises; the first byte. An NMI that meets the `int3` is sent to the
-//! `jmp`'s target by ksplice's die notifier ([`ksplice_int3_target`]).
+//! serialises; the first byte; every CPU serialises. An NMI that meets the
+//! `int3` is sent to the `jmp`'s target by ksplice's die notifier
+//! ([`ksplice_int3_target`]).
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use kernel::prelude::*;
 
@@ -172,7 +173,10 @@ enum Outcome {
 }
 
 /// The `(site, target)` pairs whose `int3` the die notifier resolves while
-/// a round writes them; null outside a round.
+/// a round writes them; null outside the writes. The leader publishes them
+/// at the commit point and clears them after the last write, and then
+/// waits until every other CPU is back in its wait loop, so no NMI handler
+/// still reads them when the round ends.
 static INT3_SITES: AtomicPtr<(u64, u64)> = AtomicPtr::new(core::ptr::null_mut());
 static INT3_COUNT: AtomicUsize = AtomicUsize::new(0);
 
@@ -186,9 +190,9 @@ pub(crate) extern "C" fn ksplice_int3_target(addr: u64) -> u64 {
         return 0;
     }
     let count = INT3_COUNT.load(Ordering::Acquire);
-    // SAFETY: `commit` publishes `count` pairs before the pointer and keeps
-    // them alive until it has cleared the pointer and waited for every NMI
-    // handler that may have read it (synchronize_rcu).
+    // SAFETY: The leader publishes `count` pairs before the pointer, and
+    // they outlive the round; after clearing the pointer it waits for every
+    // CPU to leave any NMI that may have read it (`Round::finish`).
     let sites = unsafe { core::slice::from_raw_parts(sites, count) };
     sites
         .iter()
@@ -200,19 +204,22 @@ pub(crate) extern "C" fn ksplice_int3_target(addr: u64) -> u64 {
 const CHECKING: u32 = 0;
 const INT3_WRITTEN: u32 = 1;
 const TAIL_WRITTEN: u32 = 2;
-const DONE: u32 = 3;
+const FIRST_WRITTEN: u32 = 3;
+const DONE: u32 = 4;
+const PHASES: usize = 5;
 
 /// Shared by every CPU in the round.
 struct Round<'a> {
     direction: Direction,
     sites: &'a [Site],
     aliases: &'a [TextAlias],
+    targets: &'a [(u64, u64)],
     checker: Option<&'a Checker>,
     cpus: u32,
     claimed: AtomicBool,
     arrived: AtomicU32,
     phase: AtomicU32,
-    acks: [AtomicU32; 3],
+    acks: [AtomicU32; PHASES],
     outcome: UnsafeCell<Outcome>,
 }
 
@@ -250,6 +257,14 @@ impl Round<'_> {
         }
     }
 
+    /// Ends the round: unpublishes the `int3` targets, then waits until
+    /// every other CPU has acknowledged, which it does from its wait loop,
+    /// outside any NMI that may have read them.
+    fn finish(&self) {
+        INT3_SITES.store(core::ptr::null_mut(), Ordering::Release);
+        self.sync_all(DONE);
+    }
+
     /// The leader's checks; then, past the commit point, the writes.
     fn lead(&self) -> Outcome {
         if self.direction == Direction::Nothing {
@@ -270,6 +285,11 @@ impl Round<'_> {
             return Outcome::Changed(i);
         }
         // COMMIT POINT: every check passed; only infallible writes follow.
+        INT3_COUNT.store(self.targets.len(), Ordering::Release);
+        INT3_SITES.store(self.targets.as_ptr().cast_mut(), Ordering::Release);
+        // Every CPU must see the targets before it can meet an int3; the
+        // writes below must not be moved above the publication.
+        fence(Ordering::SeqCst);
         self.write(|s| if applying { s.jmp } else { first5(&s.saved) });
         Outcome::Written
     }
@@ -290,6 +310,8 @@ impl Round<'_> {
         for (site, alias) in pairs() {
             alias.write_byte(0, new(site)[0]);
         }
+        // No CPU may still fetch a stale int3 once its target is withdrawn.
+        self.sync_all(FIRST_WRITTEN);
     }
 }
 
@@ -320,7 +342,7 @@ unsafe extern "C" fn round_callback(data: *mut c_void) -> kernel::ffi::c_int {
         // SAFETY: Only the leader writes `outcome`; `commit` reads it after
         // stop_machine returns.
         unsafe { *round.outcome.get() = outcome };
-        round.phase.store(DONE, Ordering::Release);
+        round.finish();
     } else {
         round.follow();
     }
@@ -372,12 +394,7 @@ pub(crate) fn commit(
     for s in sites {
         targets.push((s.site, s.target), GFP_KERNEL)?;
     }
-    let result = attempts(direction, sites, &mut checker, retry, &targets);
-    // An NMI may still be reading the table the last round published.
-    // SAFETY: Sleeps until every CPU has passed a quiescent state.
-    unsafe { kernel::bindings::synchronize_rcu() };
-    drop(targets);
-    result
+    attempts(direction, sites, &mut checker, retry, &targets)
 }
 
 fn attempts(
@@ -385,7 +402,7 @@ fn attempts(
     sites: &[Site],
     checker: &mut Option<&mut Checker>,
     retry: Retry,
-    targets: &KVec<(u64, u64)>,
+    targets: &[(u64, u64)],
 ) -> Result<u64, Refusal> {
     let mut last = Outcome::Busy(Busy::none());
     for attempt in 1..=retry.tries {
@@ -432,23 +449,21 @@ fn attempts(
             direction,
             sites,
             aliases: &aliases,
+            targets,
             checker: checker.as_deref(),
             cpus: sys::num_online_cpus(),
             claimed: AtomicBool::new(false),
             arrived: AtomicU32::new(0),
             phase: AtomicU32::new(CHECKING),
-            acks: [const { AtomicU32::new(0) }; 3],
+            acks: [const { AtomicU32::new(0) }; PHASES],
             outcome: UnsafeCell::new(Outcome::Busy(Busy::none())),
         };
-        INT3_COUNT.store(targets.len(), Ordering::Release);
-        INT3_SITES.store(targets.as_ptr().cast_mut(), Ordering::Release);
         let start = sys::now_ns();
         // SAFETY: `round` outlives the call; we hold the text lock.
         let rc = unsafe {
             sys::stop_machine(&lock, round_callback, (&raw const round).cast_mut().cast())
         };
         let pause = sys::now_ns().saturating_sub(start);
-        INT3_SITES.store(core::ptr::null_mut(), Ordering::Release);
         if rc != 0 {
             refuse!(Abort::KernelError, "stop_machine failed: errno {}", -rc);
         }

@@ -26,6 +26,7 @@ use crate::stack_check::{Checker, Range, Ranges};
 use crate::sys::{self, ModuleRef, TextLock};
 use crate::trampoline::{self, Direction, Retry, Site};
 use crate::uapi::{self, Abort, FunctionState, UpdateState};
+use crate::x86;
 
 /// An update id, NUL-padded.
 pub(crate) type Id = [u8; uapi::ID_MAX_LEN + 1];
@@ -579,12 +580,12 @@ pub(crate) fn verify(id: &[u8]) -> Result<u32, Refusal> {
             if owner.is_some() {
                 break;
             }
-            if let Some(c) = u.new_code.iter().find(|c| !new_code_intact(c)) {
+            if let Some(at) = u.new_code.iter().find_map(|c| new_code_change(&lock, &u.module, c)) {
                 let mut buf = sys::symbol_buffer();
-                let at = core::str::from_utf8(sys::symbol_at(c.range.start, &mut buf)).unwrap_or("?");
+                let at = core::str::from_utf8(sys::symbol_at(at, &mut buf)).unwrap_or("?");
                 refuse!(
                     Abort::CodeChanged,
-                    "{}: the new code {at} is no longer what was applied",
+                    "{}: the new code at {at} is no longer what was applied",
                     id_str(&u.id)
                 );
             }
@@ -601,19 +602,29 @@ pub(crate) fn verify(id: &[u8]) -> Result<u32, Refusal> {
     Ok(checked)
 }
 
-fn new_code_intact(c: &NewCode) -> bool {
-    let mut buf = [0u8; 256];
-    let mut at = c.range.start;
-    for chunk in c.bytes.chunks(buf.len()) {
-        let Some(live) = buf.get_mut(..chunk.len()) else {
-            return false;
-        };
-        if sys::read_kernel(at, live).is_err() || live != chunk {
-            return false;
+/// The first address where the live new code is no longer what was
+/// applied, but for the sites the kernel itself patches at run time (ftrace
+/// calls, jump labels, static calls) and the bytes of kprobes on it.
+fn new_code_change(lock: &TextLock, module: &ModuleRef, c: &NewCode) -> Option<u64> {
+    let mut live = [0u8; 1];
+    let mut i = 0usize;
+    while let Some(&want) = c.bytes.get(i) {
+        let at = c.range.start + i as u64;
+        if sys::read_kernel(at, &mut live).is_err() {
+            return Some(at);
         }
-        at += chunk.len() as u64;
+        if live[0] == want {
+            i += 1;
+            continue;
+        }
+        let probed = (at.saturating_sub(x86::MAX_INSN_LEN as u64)..=at)
+            .find_map(|p| sys::kprobe_at(lock, p).filter(|&end| end > at).map(|end| (p, end)));
+        match module.patch_site(lock, at).or(probed) {
+            Some((_, end)) => i = (end - c.range.start) as usize,
+            None => return Some(at),
+        }
     }
-    true
+    None
 }
 
 /// Writes the `FUNCTIONS` lines of update `id` into `out`: name, object,

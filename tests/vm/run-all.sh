@@ -1,10 +1,10 @@
-# Runs every tests/vm/test-*.sh in this one boot (or those named in
-# $VM_TESTS), each in its own shell with -e, -u and pipefail, and prints a
+# Runs every test-*.sh of $VM_DIR (default /work/vm) in this one boot (or
+# those named in $VM_TESTS), each in its own shell with -e, -u and pipefail, and prints a
 # summary line. A test also fails when the kernel log lines it caused show
 # Oops, BUG, WARNING or Call Trace.
 . /lib/ksplice/testlib.sh
 passed=0 failed=0 failures=""
-for t in /work/vm/test-*.sh; do
+for t in "${VM_DIR:-/work/vm}"/test-*.sh; do
     name=$(basename "$t" .sh)
     if [ -n "${VM_TESTS:-}" ] && ! echo " $VM_TESTS " | grep -q " $name "; then
         continue

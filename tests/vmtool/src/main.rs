@@ -13,10 +13,25 @@
 //!   READY_FILE, and sleeps until killed (for benchmarks).
 //! - `vmtool capget-v1`: calls capget with the legacy 32-bit header version,
 //!   which makes the kernel warn (once).
+//! - `vmtool getppid-loop STOP_FILE SPIN`: calls getppid() in a loop until
+//!   STOP_FILE exists, spinning SPIN iterations in userspace between calls
+//!   (so a stop_machine does not always catch the caller inside it); prints
+//!   `calls old new bad`, where old is the real parent pid, new the one
+//!   tests/patches/a-global-function returns (old + 1000000) and bad
+//!   anything else. Exits 1 if any was bad.
+//! - `vmtool cycle UPDATE.ko N`: loads UPDATE.ko and applies and undoes it
+//!   N times through /dev/ksplice (as ksplice-apply and ksplice-undo would,
+//!   without a process per step), retrying on code_busy; prints the number
+//!   of cycles and of busy retries. Exits 1 on any other refusal.
+//! - `vmtool bpf-fentry FUNCTION READY_FILE STOP_FILE`: attaches a BPF
+//!   fentry program that counts FUNCTION's calls, creates READY_FILE, waits
+//!   for STOP_FILE, prints the count and detaches.
 //! - `vmtool as-nobody CMD [ARG]...`: runs CMD as uid/gid 65534 with no
 //!   supplementary groups (and so no capabilities).
 //! - `vmtool without-cap CMD [ARG]...`: runs CMD as root, but with
 //!   CAP_SYS_MODULE removed from the bounding set, so exec drops it.
+
+mod bpf;
 
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
@@ -280,6 +295,86 @@ fn exec(argv: &[String]) -> ExitCode {
     ExitCode::from(127)
 }
 
+fn getppid_loop(stop: &str, spin: u64) -> ExitCode {
+    let real = nix::unistd::getppid().as_raw();
+    let (mut calls, mut old, mut new, mut bad) = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        for _ in 0..256 {
+            let mut x = 0u64;
+            for i in 0..spin {
+                x = std::hint::black_box(x.wrapping_add(i));
+            }
+            // SAFETY: getppid has no arguments and cannot fail; the raw
+            // syscall bypasses any libc caching.
+            let got = unsafe { nix::libc::syscall(nix::libc::SYS_getppid) } as i32;
+            calls += 1;
+            if got == real {
+                old += 1;
+            } else if got == real + 1_000_000 {
+                new += 1;
+            } else {
+                bad += 1;
+            }
+        }
+        if std::path::Path::new(stop).exists() {
+            break;
+        }
+    }
+    println!("{calls} {old} {new} {bad}");
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn cycle(ko: &str, n: u32) -> Result<String, String> {
+    use ksplice::device::{Device, Retry};
+    use ksplice_core::uapi::Abort;
+    let update =
+        ksplice::module::UpdateFile::read(std::path::Path::new(ko)).map_err(|e| e.to_string())?;
+    ksplice::module::load(&update.path).map_err(|e| e.to_string())?;
+    let device = Device::open().map_err(|e| e.to_string())?;
+    let retry = Retry {
+        tries: 50,
+        retry_ms: 10,
+    };
+    let mut busy = 0u32;
+    for i in 1..=n {
+        for (what, op) in [("apply", true), ("undo", false)] {
+            loop {
+                let result = if op {
+                    device.apply(&update.payload, &update.module_name, retry)
+                } else {
+                    device.undo(&update.id, retry)
+                }
+                .map_err(|e| e.to_string())?;
+                match Abort::from_u32(result.abort) {
+                    Some(Abort::None) => break,
+                    Some(Abort::CodeBusy) => busy += 1,
+                    _ => {
+                        return Err(format!(
+                            "{what} #{i}: abort {}: {}",
+                            result.abort,
+                            result.detail_str()
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok(format!("{n} cycles, {busy} busy retries"))
+}
+
+fn bpf_fentry(function: &str, ready: &str, stop: &str) -> Result<u64, String> {
+    let fentry = bpf::Fentry::attach(function)?;
+    std::fs::write(ready, b"").map_err(|e| format!("{ready}: {e}"))?;
+    while !std::path::Path::new(stop).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fentry.count()
+}
+
 fn as_nobody(argv: &[String]) -> ExitCode {
     let nobody_gid = nix::unistd::Gid::from_raw(65534);
     let nobody_uid = nix::unistd::Uid::from_raw(65534);
@@ -351,6 +446,37 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("spawn-threads: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        [_, "getppid-loop", stop, spin] => match spin.parse() {
+            Ok(spin) => getppid_loop(stop, spin),
+            Err(e) => {
+                eprintln!("getppid-loop: {e}");
+                ExitCode::from(2)
+            }
+        },
+        [_, "cycle", ko, n] => match n
+            .parse()
+            .map_err(|e| format!("{e}"))
+            .and_then(|n| cycle(ko, n))
+        {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cycle: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        [_, "bpf-fentry", function, ready, stop] => match bpf_fentry(function, ready, stop) {
+            Ok(n) => {
+                println!("{n}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bpf-fentry: {e}");
                 ExitCode::FAILURE
             }
         },
