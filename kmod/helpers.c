@@ -118,6 +118,7 @@ int ksplice_helper_init_kallsyms(struct ksplice_symbols *out)
 	out->rcu_tasks = unique("rcu_tasks");
 	out->return_to_handler = unique("return_to_handler");
 	out->kretprobe_trampoline = unique("__kretprobe_trampoline");
+	out->rethook_trampoline = unique("arch_rethook_trampoline");
 	out->notes_start = unique("__start_notes");
 	out->notes_end = unique("__stop_notes");
 	if (!ks_stop_cpuslocked || !ks_idle_task || !ks_find_module || !ks_put_task_stack ||

@@ -19,7 +19,7 @@ struct kprobe;
 /* Addresses the Rust side needs; 0 when this kernel has no such symbol. */
 struct ksplice_symbols {
 	unsigned long rcu_tasks_percpu, rcu_tasks;
-	unsigned long return_to_handler, kretprobe_trampoline;
+	unsigned long return_to_handler, kretprobe_trampoline, rethook_trampoline;
 	unsigned long notes_start, notes_end;
 };
 

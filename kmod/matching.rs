@@ -364,13 +364,10 @@ pub(crate) fn match_all(
             continue;
         }
         let name = payload.symbol_name(i);
-        let in_update = applied.iter().any(|a| {
-            a.module
-                .symbol(name)
-                .ok()
-                .flatten()
-                .is_some_and(|(addr, _)| addr == *value)
-        });
+        let mut in_update = false;
+        for a in applied {
+            in_update |= a.module.symbol(name)?.is_some_and(|(addr, _)| addr == *value);
+        }
         if !in_update && !sys::candidates(name)?.iter().any(|a| a == value) {
             let mut buf = sys::symbol_buffer();
             let said = core::str::from_utf8(sys::symbol_at(*value, &mut buf)).unwrap_or("?");

@@ -325,7 +325,7 @@ impl Checker {
             hijacks: [
                 syms.return_to_handler,
                 syms.kretprobe_trampoline,
-                rethook_trampoline(),
+                syms.rethook_trampoline,
             ],
             thread_size: sys::thread_size(),
         })
@@ -584,15 +584,6 @@ impl Checker {
             unsafe { (*slot.get()).outcome = outcome };
         }
     }
-}
-
-/// `arch_rethook_trampoline`, which kretprobes and fprobes use in place of
-/// return addresses (0 if absent).
-fn rethook_trampoline() -> u64 {
-    sys::candidates("arch_rethook_trampoline")
-        .ok()
-        .and_then(|c| (c.len() == 1).then(|| c.first().copied()).flatten())
-        .unwrap_or(0)
 }
 
 /// The exit-list heads of RCU Tasks, one per possible CPU. Their struct is

@@ -17,6 +17,7 @@ struct Symbols {
     rcu_tasks: u64,
     return_to_handler: u64,
     kretprobe_trampoline: u64,
+    rethook_trampoline: u64,
     notes_start: u64,
     notes_end: u64,
 }
@@ -156,10 +157,11 @@ pub(crate) struct KernelSymbols {
     pub(crate) rcu_tasks: u64,
     pub(crate) return_to_handler: u64,
     pub(crate) kretprobe_trampoline: u64,
+    pub(crate) rethook_trampoline: u64,
     pub(crate) notes: (u64, u64),
 }
 
-static SYMBOLS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+static SYMBOLS: [AtomicU64; 7] = [const { AtomicU64::new(0) }; 7];
 
 /// Finds the unexported kernel functions and data this module needs.
 pub(crate) fn init_kallsyms() -> Result {
@@ -168,6 +170,7 @@ pub(crate) fn init_kallsyms() -> Result {
         rcu_tasks: 0,
         return_to_handler: 0,
         kretprobe_trampoline: 0,
+        rethook_trampoline: 0,
         notes_start: 0,
         notes_end: 0,
     };
@@ -179,6 +182,7 @@ pub(crate) fn init_kallsyms() -> Result {
         s.rcu_tasks,
         s.return_to_handler,
         s.kretprobe_trampoline,
+        s.rethook_trampoline,
         s.notes_start,
         s.notes_end,
     ];
@@ -196,7 +200,8 @@ pub(crate) fn symbols() -> KernelSymbols {
         rcu_tasks: v(1),
         return_to_handler: v(2),
         kretprobe_trampoline: v(3),
-        notes: (v(4), v(5)),
+        rethook_trampoline: v(4),
+        notes: (v(5), v(6)),
     }
 }
 

@@ -26,6 +26,14 @@
 //! - `vmtool bpf-fentry FUNCTION READY_FILE STOP_FILE`: attaches a BPF
 //!   fentry program that counts FUNCTION's calls, creates READY_FILE, waits
 //!   for STOP_FILE, prints the count and detaches.
+//! - `vmtool exit-thread NAME`: starts a thread named NAME that exits at
+//!   once, and sleeps until killed (the process stays).
+//! - `vmtool fail-nth-sweep UPDATE.ko`: fault injection over every
+//!   allocation of apply, then of undo, of tests/patches/a-global-function:
+//!   for N = 1, 2, ... the N-th allocation fails (/proc/thread-self/fail-nth)
+//!   until an operation runs without reaching it. After each, the kernel
+//!   must be unchanged (refused) or changed completely (succeeded), as seen
+//!   by LIST, VERIFY and getppid(). Prints what it saw; exits 1 otherwise.
 //! - `vmtool as-nobody CMD [ARG]...`: runs CMD as uid/gid 65534 with no
 //!   supplementary groups (and so no capabilities).
 //! - `vmtool without-cap CMD [ARG]...`: runs CMD as root, but with
@@ -375,6 +383,160 @@ fn bpf_fentry(function: &str, ready: &str, stop: &str) -> Result<u64, String> {
     fentry.count()
 }
 
+/// This thread's /proc/thread-self/fail-nth, opened once: opening it (or
+/// anything else) between arming and the operation would itself allocate.
+struct FailNth(std::fs::File);
+
+impl FailNth {
+    fn open() -> Result<Self, String> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/proc/thread-self/fail-nth")
+            .map(Self)
+            .map_err(|e| format!("fail-nth: {e}"))
+    }
+
+    /// Makes the n-th fault-injection point of this thread from now fail.
+    fn arm(&self, n: u32) -> Result<(), String> {
+        let text = format!("{n}");
+        nix::sys::uio::pwrite(&self.0, text.as_bytes(), 0)
+            .map(drop)
+            .map_err(|e| format!("fail-nth: {e}"))
+    }
+
+    /// Whether the armed failure happened (the count ran down to 0); disarms.
+    fn fired(&self) -> Result<bool, String> {
+        let mut buf = [0u8; 16];
+        let n = nix::sys::uio::pread(&self.0, &mut buf, 0).map_err(|e| format!("fail-nth: {e}"))?;
+        nix::sys::uio::pwrite(&self.0, b"0", 0).map_err(|e| format!("fail-nth: {e}"))?;
+        Ok(String::from_utf8_lossy(&buf[..n]).trim() == "0")
+    }
+}
+
+fn fail_nth_sweep(ko: &str) -> Result<String, String> {
+    use ksplice::device::{Device, Retry};
+    use ksplice_core::uapi::{Abort, UpdateState};
+    let update =
+        ksplice::module::UpdateFile::read(std::path::Path::new(ko)).map_err(|e| e.to_string())?;
+    ksplice::module::load(&update.path).map_err(|e| e.to_string())?;
+    let device = Device::open().map_err(|e| e.to_string())?;
+    let fail_nth = FailNth::open()?;
+    let retry = Retry {
+        tries: 20,
+        retry_ms: 10,
+    };
+    let real_ppid = nix::unistd::getppid().as_raw();
+    // SAFETY: getppid has no arguments and cannot fail.
+    let ppid = || unsafe { nix::libc::syscall(nix::libc::SYS_getppid) } as i32;
+    let state = |device: &Device| -> Result<Option<UpdateState>, String> {
+        Ok(device
+            .list()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .find(|e| e.id_str() == Some(update.id.as_str()))
+            .and_then(|e| UpdateState::from_u32(e.state)))
+    };
+    let check_applied = |device: &Device, applied: bool, what: &str| -> Result<(), String> {
+        let st = state(device)?;
+        let want_ppid = if applied {
+            real_ppid + 1_000_000
+        } else {
+            real_ppid
+        };
+        if (st == Some(UpdateState::Applied)) != applied || ppid() != want_ppid {
+            return Err(format!(
+                "{what}: state {st:?}, getppid {}, want applied={applied}",
+                ppid()
+            ));
+        }
+        if applied {
+            let (r, _) = device.verify(Some(&update.id)).map_err(|e| e.to_string())?;
+            if r.abort != 0 {
+                return Err(format!(
+                    "{what}: verify says abort {}: {}",
+                    r.abort,
+                    r.detail_str()
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut report = String::new();
+    for op in ["apply", "undo"] {
+        let (mut refused, mut succeeded) = (0u32, 0u32);
+        let mut tolerated = Vec::new();
+        for n in 1.. {
+            // Start each try from the state the operation expects.
+            let want_applied = op == "undo";
+            if (state(&device)? == Some(UpdateState::Applied)) != want_applied {
+                let r = if want_applied {
+                    device.apply(&update.payload, &update.module_name, retry)
+                } else {
+                    device.undo(&update.id, retry)
+                }
+                .map_err(|e| e.to_string())?;
+                if r.abort != 0 {
+                    return Err(format!("resetting for {op} #{n}: {}", r.detail_str()));
+                }
+            }
+            fail_nth.arm(n)?;
+            let result = if op == "apply" {
+                device.apply(&update.payload, &update.module_name, retry)
+            } else {
+                device.undo(&update.id, retry)
+            };
+            let fired = fail_nth.fired()?;
+            let result = result.map_err(|e| format!("{op} #{n}: {e}"))?;
+            let done = result.abort == 0;
+            let what = format!("{op} with allocation #{n} failing");
+            check_applied(&device, done == (op == "apply"), &what)?;
+            match Abort::from_u32(result.abort) {
+                Some(Abort::None) => {
+                    succeeded += 1;
+                    if fired {
+                        tolerated.push(n);
+                    }
+                }
+                Some(Abort::OutOfMemory | Abort::KernelError) => refused += 1,
+                other => {
+                    return Err(format!(
+                        "{what}: refused with {other:?}: {}",
+                        result.detail_str()
+                    ))
+                }
+            }
+            if !fired {
+                if !done {
+                    return Err(format!(
+                        "{op} failed with no failure injected: {}",
+                        result.detail_str()
+                    ));
+                }
+                report += &format!(
+                    "{op}: {} allocations, {refused} refused cleanly, {succeeded} succeeded (despite failing #{tolerated:?}); ",
+                    n - 1
+                );
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn exit_thread(name: &str) -> ExitCode {
+    if let Err(e) = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(|| ())
+    {
+        eprintln!("exit-thread: {e}");
+        return ExitCode::FAILURE;
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
 fn as_nobody(argv: &[String]) -> ExitCode {
     let nobody_gid = nix::unistd::Gid::from_raw(65534);
     let nobody_uid = nix::unistd::Uid::from_raw(65534);
@@ -477,6 +639,17 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("bpf-fentry: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        [_, "exit-thread", name] => exit_thread(name),
+        [_, "fail-nth-sweep", ko] => match fail_nth_sweep(ko) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fail-nth-sweep: {e}");
                 ExitCode::FAILURE
             }
         },
