@@ -1,0 +1,204 @@
+//! Refuses updates that change the layout of data the running kernel holds.
+//!
+//! The objects already in memory keep the layout they were allocated with,
+//! and no code converts them: new code that reads a member at a new offset,
+//! or frees an object with a bigger size, corrupts them. So for every
+//! rebuilt object, each named type that the old or new code of a replaced
+//! function, a new function or a changed data object uses (through
+//! members, pointers, arrays, typedefs, qualifiers and function types) must
+//! have the same size, alignment, members, offsets, member types, bitfield
+//! positions and enumerator values before and after the patch, and so must
+//! the types of the variables they name. A member renamed in place is
+//! accepted (and listed by `--explain`); a type only the patched build has
+//! is new and holds no live data.
+//!
+//! Type information comes from the DWARF of the pre and post objects when
+//! kbuild compiles with `-g`; otherwise from a second compile of both with
+//! `-g` added, used for this analysis only.
+
+mod compare;
+mod dwarf;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use log::{debug, info};
+
+use self::compare::{Roots, Types};
+use super::emit::Unit;
+use super::kbuild::KernelTree;
+use super::objdiff::{Item, Target};
+use super::{CreateError, Job, Request};
+
+/// What the check compared and accepted, for `--explain`.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Renamed members and enumerators, e.g. `fs/x.o: struct foo: member
+    /// a renamed to b (offset 8, int)`.
+    pub renames: Vec<String>,
+    /// Named types compared, over all objects.
+    pub compared: usize,
+    /// Objects compiled a second time, with `-g`, for their types.
+    pub analysis_compiles: usize,
+}
+
+/// Compares the type layouts `units` use before and after the patch.
+/// `pre_overlay` and `overlay` are the source overlays of the pre and post
+/// builds, for the analysis compiles.
+pub fn check(
+    tree: &KernelTree,
+    req: &Request<'_>,
+    units: &[Unit],
+    pre_overlay: Option<&Path>,
+    overlay: &Path,
+) -> Result<Report, CreateError> {
+    let mut report = Report::default();
+    let need_compile: Vec<&Unit> = units
+        .iter()
+        .filter(|u| !dwarf::has_debug_info(&u.pre.data) || !dwarf::has_debug_info(&u.post.data))
+        .collect();
+    let mut commands = Vec::new();
+    for unit in &need_compile {
+        let mut command = tree
+            .compile_command(&unit.object)?
+            .ok_or_else(|| CreateError::BadCmdFile {
+                path: tree.objtree.join(&unit.object),
+                why: "its compile command vanished",
+            })?;
+        // Before "-c -o OBJ SRC", which `compile` expects last.
+        let at = command.argv.len() - 4;
+        command.argv.insert(at, "-g".into());
+        commands.push(command);
+    }
+    let jobs: Vec<Job<'_>> = commands
+        .iter()
+        .flat_map(|command| {
+            [
+                Job {
+                    command,
+                    variant: "pre-debug",
+                    overlay: pre_overlay,
+                },
+                Job {
+                    command,
+                    variant: "post-debug",
+                    overlay: Some(overlay),
+                },
+            ]
+        })
+        .collect();
+    if !jobs.is_empty() {
+        info!(
+            "compiling {} objects again with -g for their types",
+            commands.len()
+        );
+        super::run_jobs(tree, req, &jobs)?;
+    }
+    report.analysis_compiles = commands.len();
+
+    // Change text -> (object, what reaches it) of each object it is in.
+    let mut changes: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for unit in units {
+        let (pre, post) = if need_compile.iter().any(|u| u.object == unit.object) {
+            let read = |variant: &str| -> Result<Types, CreateError> {
+                let path = req.work_dir.join(variant).join(&unit.object);
+                let data = std::fs::read(&path).map_err(|e| CreateError::io(&path, e))?;
+                Types::read(&data, &path)
+            };
+            (read("pre-debug")?, read("post-debug")?)
+        } else {
+            (
+                Types::read(&unit.pre.data, &unit.pre_path)?,
+                Types::read(&unit.post.data, &unit.post_path)?,
+            )
+        };
+        let roots = roots(unit);
+        let findings = compare::compare(&pre, &post, &roots)?;
+        debug!(
+            "{}: {} named types compared, {} layout changes",
+            unit.object,
+            findings.compared,
+            findings.changes.len()
+        );
+        for function in &findings.unlocated {
+            info!(
+                "{}: no DWARF for {function}; compared every type of the object",
+                unit.object
+            );
+        }
+        report.compared += findings.compared;
+        report.renames.extend(
+            findings
+                .renames
+                .iter()
+                .map(|r| format!("{}: {r}", unit.object)),
+        );
+        for change in findings.changes {
+            changes
+                .entry(change.text)
+                .or_default()
+                .push((unit.object.clone(), change.via));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(report);
+    }
+    Err(CreateError::LayoutChange {
+        changes: changes
+            .into_iter()
+            .map(|(text, mut seen)| {
+                seen.sort();
+                let (object, via) = &seen[0];
+                let more = match seen.len() - 1 {
+                    0 => String::new(),
+                    1 => " and 1 more object".into(),
+                    n => format!(" and {n} more objects"),
+                };
+                format!("{text} (used by {via} in {object}{more})")
+            })
+            .collect(),
+    })
+}
+
+/// Where the comparison of one object starts: the replaced functions
+/// (pre and post), the new functions, and the variables their code and
+/// the changed or new data name.
+fn roots(unit: &Unit) -> Roots {
+    let diff = &unit.diff;
+    let mut variables = BTreeSet::new();
+    let mut named = |item: Option<&Item>| {
+        for reloc in item.map_or(&[][..], |i| i.relocs.as_slice()) {
+            if let Target::Named(name) = &reloc.target {
+                variables.insert(name.clone());
+            }
+        }
+    };
+    for function in diff.changed.keys() {
+        named(unit.pre.functions.get(function));
+        named(unit.post.functions.get(function));
+    }
+    for function in &diff.new_functions {
+        named(unit.post.functions.get(function));
+    }
+    let data: Vec<&String> = diff
+        .changed_rodata
+        .iter()
+        .chain(&diff.new_data)
+        .chain(&diff.changed_data)
+        .collect();
+    for name in &data {
+        named(unit.pre.objects.get(*name));
+        named(unit.post.objects.get(*name));
+    }
+    variables.extend(data.into_iter().cloned());
+    Roots {
+        pre_functions: diff.changed.keys().cloned().collect(),
+        post_functions: diff
+            .changed
+            .keys()
+            .chain(&diff.new_functions)
+            .cloned()
+            .collect(),
+        variables: variables.into_iter().collect(),
+    }
+}
