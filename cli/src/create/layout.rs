@@ -59,12 +59,12 @@ pub fn check(
         .collect();
     let mut commands = Vec::new();
     for unit in &need_compile {
-        let mut command = tree
-            .compile_command(&unit.object)?
-            .ok_or_else(|| CreateError::BadCmdFile {
-                path: tree.objtree.join(&unit.object),
-                why: "its compile command vanished",
-            })?;
+        let mut command =
+            tree.compile_command(&unit.object)?
+                .ok_or_else(|| CreateError::BadCmdFile {
+                    path: tree.objtree.join(&unit.object),
+                    why: "its compile command vanished",
+                })?;
         // Before "-c -o OBJ SRC", which `compile` expects last.
         let at = command.argv.len() - 4;
         command.argv.insert(at, "-g".into());
@@ -97,7 +97,7 @@ pub fn check(
     report.analysis_compiles = commands.len();
 
     // Change text -> (object, what reaches it) of each object it is in.
-    let mut changes: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut changes: BTreeMap<String, Vec<(String, Option<String>)>> = BTreeMap::new();
     for unit in units {
         let (pre, post) = if need_compile.iter().any(|u| u.object == unit.object) {
             let read = |variant: &str| -> Result<Types, CreateError> {
@@ -149,12 +149,13 @@ pub fn check(
             .map(|(text, mut seen)| {
                 seen.sort();
                 let (object, via) = &seen[0];
+                let via = via.as_ref().map_or(String::new(), |v| format!(": {v}"));
                 let more = match seen.len() - 1 {
                     0 => String::new(),
-                    1 => " and 1 more object".into(),
-                    n => format!(" and {n} more objects"),
+                    1 => ", and 1 more object".into(),
+                    n => format!(", and {n} more objects"),
                 };
-                format!("{text} (used by {via} in {object}{more})")
+                format!("{text} ({object}{via}{more})")
             })
             .collect(),
     })

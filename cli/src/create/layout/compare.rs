@@ -158,8 +158,10 @@ pub struct Roots {
 pub struct Change {
     /// E.g. `struct foo: member bar added at offset 48, size 48 -> 64`.
     pub text: String,
-    /// The function or variable it was reached from.
-    pub via: String,
+    /// What reaches the type: `used by f` for a function's code, `used
+    /// by variable v`; `None` when the change is the root variable's own
+    /// type.
+    pub via: Option<String>,
 }
 
 /// The outcome for one object.
@@ -200,24 +202,16 @@ impl Types {
             match die.tag {
                 constants::DW_TAG_subprogram => {
                     if let Some(name) = types.dies.name_of(id) {
-                        types
-                            .functions
-                            .entry(name.to_owned())
-                            .or_default()
-                            .push(id);
+                        types.functions.entry(name.to_owned()).or_default().push(id);
                     }
                 }
                 constants::DW_TAG_variable => {
-                    let file_scope = die
-                        .parent
-                        .is_some_and(|p| types.dies.entries[p].tag == constants::DW_TAG_compile_unit);
+                    let file_scope = die.parent.is_some_and(|p| {
+                        types.dies.entries[p].tag == constants::DW_TAG_compile_unit
+                    });
                     if file_scope || die.static_address {
                         if let Some(name) = types.dies.name_of(id) {
-                            types
-                                .variables
-                                .entry(name.to_owned())
-                                .or_default()
-                                .push(id);
+                            types.variables.entry(name.to_owned()).or_default().push(id);
                         }
                     }
                 }
@@ -293,14 +287,19 @@ impl Types {
             Ok(d.text.clone())
         };
         let text = if let Some(key) = self.key(id) {
-            let text = key.to_string();
+            // A typedef reads as its name; tags keep their keyword.
+            let text = match key.kind {
+                Kind::Typedef => key.name.clone(),
+                _ => key.to_string(),
+            };
             refs.push(key);
             text
         } else {
             match die.tag {
-                constants::DW_TAG_base_type | constants::DW_TAG_unspecified_type => {
-                    die.name.clone().unwrap_or_else(|| "<unnamed base type>".into())
-                }
+                constants::DW_TAG_base_type | constants::DW_TAG_unspecified_type => die
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| "<unnamed base type>".into()),
                 constants::DW_TAG_pointer_type => format!("{} *", inner(&mut refs)?),
                 constants::DW_TAG_reference_type => format!("{} &", inner(&mut refs)?),
                 constants::DW_TAG_const_type => format!("const {}", inner(&mut refs)?),
@@ -602,7 +601,7 @@ pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, Cre
 
     for (types, functions) in [(pre, &roots.pre_functions), (post, &roots.post_functions)] {
         for function in functions {
-            let via: Rc<str> = Rc::from(function.as_str());
+            let via: Rc<str> = Rc::from(format!("used by {function}"));
             let mut refs = Vec::new();
             match types.function(function) {
                 Some(dies) => {
@@ -621,7 +620,7 @@ pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, Cre
         }
     }
     for variable in &roots.variables {
-        let via: Rc<str> = Rc::from(variable.as_str());
+        let via: Rc<str> = Rc::from(format!("used by variable {variable}"));
         let (before, after) = (pre.variable(variable)?, post.variable(variable)?);
         if let ([b], [a]) = (before.as_slice(), after.as_slice()) {
             if b.text != a.text {
@@ -632,7 +631,7 @@ pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, Cre
                         b.text,
                         a.text
                     ),
-                    via: via.to_string(),
+                    via: None,
                 });
             }
         }
@@ -650,7 +649,7 @@ pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, Cre
             if !changes.is_empty() {
                 findings.changes.push(Change {
                     text: format!("{key}: {}", changes.join(", ")),
-                    via: via.to_string(),
+                    via: Some(via.to_string()),
                 });
             }
             findings
@@ -688,32 +687,24 @@ fn composite_differences(b: &Composite, a: &Composite) -> (Vec<String>, Vec<Stri
         let Some(old) = before.get(f.name.as_str()) else {
             continue;
         };
+        let mut what = Vec::new();
         if old.bit_offset != f.bit_offset {
-            changes.push((
-                f.bit_offset,
-                format!(
-                    "member {} moved from {} to {}",
-                    f.name,
-                    old.position(),
-                    f.position()
-                ),
-            ));
+            what.push(format!("moved from {} to {}", old.position(), f.position()));
         }
         if old.typed() != f.typed() {
-            changes.push((
-                f.bit_offset,
-                format!("member {} type {} -> {}", f.name, old.typed(), f.typed()),
-            ));
+            what.push(format!("type {} -> {}", old.typed(), f.typed()));
         }
         if old.alignment != f.alignment {
+            what.push(format!(
+                "alignment {} -> {}",
+                show(old.alignment),
+                show(f.alignment)
+            ));
+        }
+        if !what.is_empty() {
             changes.push((
                 f.bit_offset,
-                format!(
-                    "member {} alignment {} -> {}",
-                    f.name,
-                    show(old.alignment),
-                    show(f.alignment)
-                ),
+                format!("member {} {}", f.name, what.join(" and ")),
             ));
         }
     }
@@ -876,7 +867,7 @@ mod tests {
             texts(&f),
             ["struct foo: member bar added at offset 16, size 16 -> 24"]
         );
-        assert_eq!(f.changes[0].via, "get");
+        assert_eq!(f.changes[0].via.as_deref(), Some("used by get"));
     }
 
     #[test]
@@ -905,8 +896,7 @@ mod tests {
         assert_eq!(
             texts(&f),
             ["struct foo: member x type unsigned int:1 -> _Bool, \
-              member y moved from offset 8 bit 1 (1 bit) to offset 9, \
-              member y type unsigned int:1 -> _Bool"]
+              member y moved from offset 8 bit 1 (1 bit) to offset 9 and type unsigned int:1 -> _Bool"]
         );
     }
 
@@ -956,7 +946,9 @@ mod tests {
         let code = "int get(struct dev *d) { return d->p->x; }\n";
         let f = compare_sources(
             &format!("struct priv {{ int x; }};\nstruct dev {{ struct priv *p; }};\n{code}"),
-            &format!("struct priv {{ int lock; int x; }};\nstruct dev {{ struct priv *p; }};\n{code}"),
+            &format!(
+                "struct priv {{ int lock; int x; }};\nstruct dev {{ struct priv *p; }};\n{code}"
+            ),
             &["get"],
             &[],
         );
@@ -995,9 +987,11 @@ mod tests {
         );
         assert_eq!(
             texts(&f),
-            ["struct foo: member s type anonymous struct of 8 bytes -> anonymous struct of \
+            [
+                "struct foo: member s type anonymous struct of 8 bytes -> anonymous struct of \
               12 bytes, member s.c added at offset 4, member s.b moved from offset 4 to offset 8, \
-              size 8 -> 12"]
+              size 8 -> 12"
+            ]
         );
     }
 

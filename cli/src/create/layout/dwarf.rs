@@ -159,7 +159,12 @@ fn relocated_sections(
             match width {
                 4 => field.copy_from_slice(&(value as u32).to_le_bytes()),
                 8 => field.copy_from_slice(&value.to_le_bytes()),
-                _ => return Err(dwarf_error(path, format!("{width}-byte relocation in {name}"))),
+                _ => {
+                    return Err(dwarf_error(
+                        path,
+                        format!("{width}-byte relocation in {name}"),
+                    ))
+                }
             }
         }
         sections.insert(name.to_owned(), data);
