@@ -177,8 +177,8 @@ pub fn check(
 }
 
 /// Where the comparison of one object starts: the replaced functions
-/// (pre and post), the new functions, and the variables their code and
-/// the changed or new data name.
+/// (pre and post), the new functions, the variables their code and the
+/// changed or new data name, and that data itself.
 fn roots(unit: &Unit) -> Roots {
     let diff = &unit.diff;
     let mut variables = BTreeSet::new();
@@ -196,17 +196,18 @@ fn roots(unit: &Unit) -> Roots {
     for function in &diff.new_functions {
         named(unit.post.functions.get(function));
     }
-    let data: Vec<&String> = diff
+    let copied: BTreeSet<String> = diff
         .changed_rodata
         .iter()
         .chain(&diff.new_data)
-        .chain(&diff.changed_data)
+        .cloned()
         .collect();
-    for name in &data {
-        named(unit.pre.objects.get(*name));
-        named(unit.post.objects.get(*name));
+    for name in copied.iter().chain(&diff.changed_data) {
+        named(unit.pre.objects.get(name));
+        named(unit.post.objects.get(name));
     }
-    variables.extend(data.into_iter().cloned());
+    variables.extend(diff.changed_data.iter().cloned());
+    variables.retain(|v| !copied.contains(v));
     Roots {
         pre_functions: diff.changed.keys().cloned().collect(),
         post_functions: diff
@@ -216,5 +217,6 @@ fn roots(unit: &Unit) -> Roots {
             .cloned()
             .collect(),
         variables: variables.into_iter().collect(),
+        copied: copied.into_iter().collect(),
     }
 }

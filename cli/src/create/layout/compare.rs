@@ -149,8 +149,12 @@ pub struct Roots {
     /// Functions whose post code goes into the update.
     pub post_functions: Vec<String>,
     /// Variables (globals, statics, per-CPU) that code or changed data of
-    /// the update names.
+    /// the update names: live data, so their own types are compared too.
     pub variables: Vec<String>,
+    /// Data the update carries a copy of (changed read-only data, new
+    /// data): only the types they reach are compared, as nothing live
+    /// has their layout.
+    pub copied: Vec<String>,
 }
 
 /// A layout difference, and which root reaches the type.
@@ -302,8 +306,9 @@ impl Types {
                     .unwrap_or_else(|| "<unnamed base type>".into()),
                 constants::DW_TAG_pointer_type => format!("{} *", inner(&mut refs)?),
                 constants::DW_TAG_reference_type => format!("{} &", inner(&mut refs)?),
-                constants::DW_TAG_const_type => format!("const {}", inner(&mut refs)?),
-                constants::DW_TAG_volatile_type => format!("volatile {}", inner(&mut refs)?),
+                // gcc writes a const array as const (array of const T).
+                constants::DW_TAG_const_type => qualified("const", inner(&mut refs)?),
+                constants::DW_TAG_volatile_type => qualified("volatile", inner(&mut refs)?),
                 constants::DW_TAG_restrict_type => format!("restrict {}", inner(&mut refs)?),
                 constants::DW_TAG_atomic_type => format!("_Atomic {}", inner(&mut refs)?),
                 constants::DW_TAG_array_type => {
@@ -619,10 +624,11 @@ pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, Cre
             push(&mut queue, refs, &via);
         }
     }
-    for variable in &roots.variables {
+    let variables = roots.variables.iter().map(|v| (v, true));
+    for (variable, live) in variables.chain(roots.copied.iter().map(|v| (v, false))) {
         let via: Rc<str> = Rc::from(format!("used by variable {variable}"));
         let (before, after) = (pre.variable(variable)?, post.variable(variable)?);
-        if let ([b], [a]) = (before.as_slice(), after.as_slice()) {
+        if let ([b], [a], true) = (before.as_slice(), after.as_slice(), live) {
             if b.text != a.text {
                 findings.changes.push(Change {
                     text: format!(
@@ -806,6 +812,14 @@ fn enum_differences(b: &Enumeration, a: &Enumeration) -> (Vec<String>, Vec<Strin
     (changes, renames)
 }
 
+fn qualified(qualifier: &str, ty: String) -> String {
+    if ty.starts_with(qualifier) && ty[qualifier.len()..].starts_with(' ') {
+        ty
+    } else {
+        format!("{qualifier} {ty}")
+    }
+}
+
 fn show(v: Option<u64>) -> String {
     v.map_or_else(|| "unset".into(), |v| v.to_string())
 }
@@ -843,6 +857,7 @@ mod tests {
             pre_functions: names(functions),
             post_functions: names(functions),
             variables: names(variables),
+            copied: Vec::new(),
         };
         let pre = types_of(pre, &["-g"]);
         let post = types_of(post, &["-g"]);
@@ -923,6 +938,33 @@ mod tests {
             &["counter"],
         );
         assert_eq!(texts(&f), ["variable counter: type int -> long int"]);
+    }
+
+    #[test]
+    fn a_copied_read_only_table_may_change_its_own_type_but_not_the_types_it_reaches() {
+        let pre = "struct ops { int (*f)(void); };\nstatic int f(void) { return 1; }\n\
+                   const struct ops table[1] = { { f } };\n";
+        let post = "struct ops { long tag; int (*f)(void); };\nstatic int f(void) { return 1; }\n\
+                    const struct ops table[2] = { { 0, f }, { 1, f } };\n";
+        let (pre, post) = (types_of(pre, &["-g"]), types_of(post, &["-g"]));
+        let roots = |variables: Vec<String>, copied: Vec<String>| Roots {
+            variables,
+            copied,
+            ..Roots::default()
+        };
+        let copied = compare(&pre, &post, &roots(Vec::new(), vec!["table".into()])).unwrap();
+        assert_eq!(
+            texts(&copied),
+            [
+                "struct ops: member tag added at offset 0, member f moved from offset 0 to \
+              offset 8, size 8 -> 16"
+            ]
+        );
+        let live = compare(&pre, &post, &roots(vec!["table".into()], Vec::new())).unwrap();
+        assert_eq!(
+            texts(&live)[0],
+            "variable table: type const struct ops[1] -> const struct ops[2]"
+        );
     }
 
     #[test]
@@ -1046,7 +1088,7 @@ mod tests {
         let roots = Roots {
             pre_functions: vec!["get".into()],
             post_functions: vec!["get".into()],
-            variables: Vec::new(),
+            ..Roots::default()
         };
         let v5 = types_of(src, &["-gdwarf-5"]);
         // DWARF 4: DW_AT_bit_offset from the top; DWARF 2: offsets as
