@@ -127,40 +127,45 @@ fn a_header_change_adding_only_a_macro_and_a_declaration_is_accepted() {
     assert!(!stdout.contains("layout changed"), "{stdout}");
 }
 
-/// A fake built kernel tree holding one C file, compiled by the host C
-/// compiler with `flags` (its saved kbuild command).
+/// A fake built kernel tree: `drv/foo.c` includes `drv/bar.h`, which
+/// defines `struct foo`; kbuild's saved command for it is the host C
+/// compiler with `flags`. `fix.patch` adds a member to the struct and
+/// reads it in `foo_get`.
 fn fake_tree(flags: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::write(root.join(".config"), "CONFIG_FAKE=y\n").unwrap();
-    std::fs::write(root.join("vmlinux"), "").unwrap();
-    std::fs::create_dir_all(root.join("include/config")).unwrap();
-    std::fs::write(root.join("include/config/kernel.release"), "0.0.0-fake\n").unwrap();
-    std::fs::create_dir_all(root.join("drv")).unwrap();
-    std::fs::write(
-        root.join("drv/foo.c"),
-        "struct foo {\n\tlong a;\n\tlong b;\n};\n\nlong foo_get(struct foo *p)\n{\n\treturn p->a;\n}\n",
-    )
-    .unwrap();
-    let source = root.join("drv/foo.c");
-    std::fs::write(
-        root.join("drv/.foo.o.cmd"),
-        format!(
-            "savedcmd_drv/foo.o := cc -O2 {flags} -c -o drv/foo.o {}\n",
-            source.display()
+    let root = dir.path().canonicalize().unwrap();
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(".config", "CONFIG_FAKE=y\n");
+    write("vmlinux", "");
+    write("include/config/kernel.release", "0.0.0-fake\n");
+    write("drv/bar.h", "struct foo {\n\tlong a;\n\tlong b;\n};\n");
+    write(
+        "drv/foo.c",
+        "#include \"bar.h\"\n\nlong foo_get(struct foo *p)\n{\n\treturn p->a;\n}\n",
+    );
+    write(
+        "drv/.foo.o.cmd",
+        &format!(
+            "savedcmd_drv/foo.o := cc -O2 {flags} -c -o drv/foo.o {root}/drv/foo.c\n\n\
+             deps_drv/foo.o := \\\n  {root}/drv/bar.h \\\n\n",
+            root = root.display()
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("fix.patch"),
-        "--- a/drv/foo.c\n+++ b/drv/foo.c\n@@ -1,9 +1,10 @@\n struct foo {\n \tlong a;\n \
-         \tlong b;\n+\tlong bar;\n };\n \n long foo_get(struct foo *p)\n {\n-\treturn p->a;\n\
-         +\treturn p->a + p->bar;\n }\n",
-    )
-    .unwrap();
+    );
+    write(
+        "fix.patch",
+        "--- a/drv/bar.h\n+++ b/drv/bar.h\n@@ -1,4 +1,5 @@\n struct foo {\n \tlong a;\n \tlong b;\n\
+         +\tlong bar;\n };\n--- a/drv/foo.c\n+++ b/drv/foo.c\n@@ -2,5 +2,5 @@\n \n \
+         long foo_get(struct foo *p)\n {\n-\treturn p->a;\n+\treturn p->a + p->bar;\n }\n",
+    );
     dir
 }
 
+/// Runs `--explain` on the fake tree's fix: (stderr, whether the
+/// analysis compile ran).
 fn refused_on_fake_tree(flags: &str) -> (String, bool) {
     let tree = fake_tree(flags);
     let work = tree.path().join("work");
@@ -182,22 +187,28 @@ fn refused_on_fake_tree(flags: &str) -> (String, bool) {
     )
 }
 
+const FOO_CHANGE: &str = "struct foo: member bar added at offset 16, size 16 -> 24";
+
 #[test]
 fn without_g_in_the_kbuild_command_types_come_from_an_analysis_compile() {
     let (stderr, analysis_compiled) = refused_on_fake_tree("");
-    assert!(
-        stderr.contains("struct foo: member bar added at offset 16, size 16 -> 24"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(FOO_CHANGE), "{stderr}");
     assert!(analysis_compiled);
 }
 
 #[test]
 fn with_g_in_the_kbuild_command_the_objects_own_dwarf_is_read() {
     let (stderr, analysis_compiled) = refused_on_fake_tree("-g");
-    assert!(
-        stderr.contains("struct foo: member bar added at offset 16, size 16 -> 24"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(FOO_CHANGE), "{stderr}");
     assert!(!analysis_compiled);
+}
+
+#[test]
+fn reduced_debug_info_holding_only_declarations_is_not_trusted() {
+    // CONFIG_DEBUG_INFO_REDUCED: struct foo, defined in bar.h, would be a
+    // declaration in foo.o's own DWARF.
+    let (stderr, analysis_compiled) =
+        refused_on_fake_tree("-g -fno-var-tracking -femit-struct-debug-baseonly");
+    assert!(stderr.contains(FOO_CHANGE), "{stderr}");
+    assert!(analysis_compiled);
 }

@@ -26,7 +26,7 @@ use log::{debug, info};
 
 use self::compare::{Roots, Types};
 use super::emit::Unit;
-use super::kbuild::KernelTree;
+use super::kbuild::{CompileCommand, KernelTree};
 use super::objdiff::{Item, Target};
 use super::{CreateError, Job, Request};
 
@@ -56,26 +56,28 @@ pub fn check(
 ) -> Result<Report, CreateError> {
     let start = std::time::Instant::now();
     let mut report = Report::default();
-    let need_compile: Vec<&Unit> = units
-        .iter()
-        .filter(|u| !dwarf::has_debug_info(&u.pre.data) || !dwarf::has_debug_info(&u.post.data))
-        .collect();
+    // The objects whose own DWARF cannot be trusted to hold every type,
+    // with the command that compiles them for the analysis.
+    let mut need_compile: Vec<&Unit> = Vec::new();
     let mut commands = Vec::new();
-    for unit in &need_compile {
-        let mut command =
+    for unit in units {
+        let command =
             tree.compile_command(&unit.object)?
                 .ok_or_else(|| CreateError::BadCmdFile {
                     path: tree.objtree.join(&unit.object),
                     why: "its compile command vanished",
                 })?;
-        // Before "-c -o OBJ SRC", which `compile` expects last. Variable
-        // locations are not needed (a quarter of the -g compile time), and
-        // never change the code gcc generates.
-        let at = command.argv.len() - 4;
-        for flag in ["-g", "-fno-var-tracking", "-fno-var-tracking-assignments"] {
-            command.argv.insert(at, flag.into());
+        if full_type_info(&command.argv)
+            && dwarf::has_debug_info(&unit.pre.data)
+            && dwarf::has_debug_info(&unit.post.data)
+        {
+            continue;
         }
-        commands.push(command);
+        need_compile.push(unit);
+        commands.push(CompileCommand {
+            argv: analysis_argv(&command.argv),
+            ..command
+        });
     }
     let jobs: Vec<Job<'_>> = commands
         .iter()
@@ -176,6 +178,63 @@ pub fn check(
     })
 }
 
+/// Whether objects compiled with `argv` describe every type they use:
+/// `-g` without the options that leave types out (`-g1`, split DWARF,
+/// `-femit-struct-debug-baseonly` of `DEBUG_INFO_REDUCED`, clang's
+/// declarations-only default).
+fn full_type_info(argv: &[String]) -> bool {
+    let mut debug = false;
+    let mut standalone = false;
+    for arg in argv {
+        match arg.as_str() {
+            "-g" | "-g2" | "-g3" | "-ggdb" | "-ggdb2" | "-ggdb3" => debug = true,
+            a if a.starts_with("-gdwarf") => debug = true,
+            "-fstandalone-debug" => standalone = true,
+            "-fno-standalone-debug" => standalone = false,
+            a if reduces_type_info(a) => debug = false,
+            _ => {}
+        }
+    }
+    debug && (standalone || !is_clang(argv))
+}
+
+fn reduces_type_info(arg: &str) -> bool {
+    matches!(
+        arg,
+        "-g0" | "-g1" | "-ggdb0" | "-ggdb1" | "-gmlt" | "-gsplit-dwarf" | "-fno-standalone-debug"
+    ) || arg.starts_with("-gline-")
+        || arg.starts_with("-femit-struct-debug-")
+}
+
+fn is_clang(argv: &[String]) -> bool {
+    argv.first()
+        .and_then(|cc| Path::new(cc).file_name())
+        .is_some_and(|name| name.to_string_lossy().contains("clang"))
+}
+
+/// kbuild's command for an object, changed to describe every type: the
+/// options that leave types out are dropped, `-g` is added. Variable
+/// locations are not needed (a quarter of gcc's -g compile time), and never
+/// change the code it generates.
+fn analysis_argv(argv: &[String]) -> Vec<String> {
+    // "-c -o OBJ SRC" stays last, where `compile` expects it.
+    let (options, tail) = argv.split_at(argv.len().saturating_sub(4));
+    let mut out: Vec<String> = options
+        .iter()
+        .filter(|a| !reduces_type_info(a))
+        .cloned()
+        .collect();
+    out.push("-g".into());
+    if is_clang(argv) {
+        out.push("-fstandalone-debug".into());
+    } else {
+        out.push("-fno-var-tracking".into());
+        out.push("-fno-var-tracking-assignments".into());
+    }
+    out.extend(tail.iter().cloned());
+    out
+}
+
 /// Where the comparison of one object starts: the replaced functions
 /// (pre and post), the new functions, the variables their code and the
 /// changed or new data name, and that data itself.
@@ -218,5 +277,45 @@ fn roots(unit: &Unit) -> Roots {
             .collect(),
         variables: variables.into_iter().collect(),
         copied: copied.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn only_full_debug_info_is_read_from_kbuilds_own_objects() {
+        let full = |s: &str| full_type_info(&words(s));
+        assert!(full("gcc -O2 -g -gdwarf-5 -c -o x.o x.c"));
+        assert!(full("gcc -O2 -gdwarf-4 -c -o x.o x.c"));
+        assert!(!full("gcc -O2 -c -o x.o x.c"));
+        assert!(!full("gcc -O2 -g -g0 -c -o x.o x.c"));
+        // CONFIG_DEBUG_INFO_REDUCED and CONFIG_DEBUG_INFO_SPLIT.
+        assert!(!full(
+            "gcc -g -fno-var-tracking -femit-struct-debug-baseonly -c -o x.o x.c"
+        ));
+        assert!(!full("gcc -g -gsplit-dwarf -c -o x.o x.c"));
+        // clang leaves out definitions it deems another unit has.
+        assert!(!full("clang -g -c -o x.o x.c"));
+        assert!(full("clang -g -fstandalone-debug -c -o x.o x.c"));
+    }
+
+    #[test]
+    fn the_analysis_compile_drops_what_leaves_types_out_and_keeps_the_tail() {
+        assert_eq!(
+            analysis_argv(&words(
+                "gcc -O2 -g1 -femit-struct-debug-baseonly -gsplit-dwarf -c -o x.o x.c"
+            )),
+            words("gcc -O2 -g -fno-var-tracking -fno-var-tracking-assignments -c -o x.o x.c")
+        );
+        assert_eq!(
+            analysis_argv(&words("clang -O2 -c -o x.o x.c")),
+            words("clang -O2 -g -fstandalone-debug -c -o x.o x.c")
+        );
     }
 }

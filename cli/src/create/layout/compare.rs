@@ -190,7 +190,15 @@ fn too_deep() -> CreateError {
 impl Types {
     /// Reads and indexes the DWARF of the object file `data`.
     pub fn read(data: &[u8], path: &Path) -> Result<Self, CreateError> {
-        Ok(Self::index(Dies::read(data, path)?))
+        let dies = Dies::read(data, path)?;
+        if dies.units.is_empty() {
+            // Never compare nothing with nothing and call it equal.
+            return Err(CreateError::Elf {
+                path: path.to_owned(),
+                why: "no DWARF compile unit to read types from".into(),
+            });
+        }
+        Ok(Self::index(dies))
     }
 
     fn index(dies: Dies) -> Self {
