@@ -3,14 +3,15 @@
 //! The objects already in memory keep the layout they were allocated with,
 //! and no code converts them: new code that reads a member at a new offset,
 //! or frees an object with a bigger size, corrupts them. So for every
-//! rebuilt object, each named type that the old or new code of a replaced
-//! function, a new function or a changed data object uses (through
-//! members, pointers, arrays, typedefs, qualifiers and function types) must
-//! have the same size, alignment, members, offsets, member types, bitfield
-//! positions and enumerator values before and after the patch, and so must
-//! the types of the variables they name. A member renamed in place is
-//! accepted (and listed by `--explain`); a type only the patched build has
-//! is new and holds no live data.
+//! rebuilt object with changes, each named type it uses must have the same
+//! size, alignment, members, offsets, member types, bitfield positions and
+//! enumerator values before and after the patch, and so must the types of
+//! the variables the replaced and new code names. A change is named after
+//! the replaced function, new function or changed data object whose DWARF
+//! reaches the type (through members, pointers, arrays, typedefs,
+//! qualifiers and function types), where one does. A member renamed in
+//! place is accepted (and listed by `--explain`); a type only the patched
+//! build has is new and holds no live data.
 //!
 //! Type information comes from the DWARF of the pre and post objects when
 //! kbuild compiles with `-g`; otherwise from a second compile of both with

@@ -1,5 +1,6 @@
 //! Helpers the host tests share: the cached test kernel and running
-//! `ksplice-create` against it.
+//! `ksplice-create` against it. Each test crate uses some of them.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -53,4 +54,21 @@ pub fn create_in(kernel: &Path, args: &[&str]) -> Output {
 /// `ksplice-create` against the test kernel.
 pub fn create(args: &[&str]) -> Output {
     create_in(kernel_dir(), args)
+}
+
+/// The build directory of another test kernel (`KERNEL`, `KCONFIG_BASE`),
+/// built first if needed: that takes half an hour for a defconfig.
+pub fn other_kernel_dir(version: &str, base: &str) -> PathBuf {
+    let out = Command::new(repo().join("scripts/test-kernel"))
+        .arg("--print-dir")
+        .env("KERNEL", version)
+        .env("KCONFIG_BASE", base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/test-kernel failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }

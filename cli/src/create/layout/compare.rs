@@ -7,7 +7,10 @@
 //! behind a pointer by its whole description). Starting from the roots (the
 //! subprograms of the replaced and new functions, and the variables they
 //! and changed data name), every named type reachable through members,
-//! pointers, arrays, typedefs, qualifiers and function types is compared.
+//! pointers, arrays, typedefs, qualifiers and function types is compared,
+//! and named after the root that reaches it; then every other named type
+//! both builds define (code can use a type through a cast, which its DWARF
+//! does not show).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -599,19 +602,33 @@ impl Types {
     }
 }
 
-/// Compares what `roots` reach in the two builds of one object.
-pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, CreateError> {
-    let mut findings = Findings::default();
-    let mut queue: VecDeque<(TypeKey, Rc<str>)> = VecDeque::new();
-    let mut seen: HashSet<TypeKey> = HashSet::new();
-    let mut push = |queue: &mut VecDeque<(TypeKey, Rc<str>)>, refs: Vec<TypeKey>, via: &Rc<str>| {
+/// Named types to compare, each once, with what first reached it.
+#[derive(Default)]
+struct Worklist {
+    queue: VecDeque<(TypeKey, Rc<str>)>,
+    seen: HashSet<TypeKey>,
+}
+
+impl Worklist {
+    fn push(&mut self, refs: impl IntoIterator<Item = TypeKey>, via: &Rc<str>) {
         for key in refs {
-            if seen.insert(key.clone()) {
-                queue.push_back((key, Rc::clone(via)));
+            if self.seen.insert(key.clone()) {
+                self.queue.push_back((key, Rc::clone(via)));
             }
         }
-    };
+    }
+}
 
+/// What reaches the types no root's DWARF leads to.
+const UNREACHED: &str = "used by the object, not through the replaced code's DWARF (a cast, say)";
+
+/// Compares the types of the two builds of one object: first what `roots`
+/// reach, then every other named type both builds define. gcc emits only
+/// types a unit uses, but a cast (`((struct foo *)p)->x`) leaves no trace
+/// in the DWARF of the function that does it.
+pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, CreateError> {
+    let mut findings = Findings::default();
+    let mut work = Worklist::default();
     for (types, functions) in [(pre, &roots.pre_functions), (post, &roots.post_functions)] {
         for function in functions {
             let via: Rc<str> = Rc::from(format!("used by {function}"));
@@ -623,13 +640,13 @@ pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, Cre
                     }
                 }
                 None => {
-                    // No DWARF for it: every type of the object counts.
+                    // No DWARF for it: every type of the object may be its.
                     findings.unlocated.push(function.clone());
                     refs.extend(types.definitions.keys().cloned());
                     refs.sort();
                 }
             }
-            push(&mut queue, refs, &via);
+            work.push(refs, &via);
         }
     }
     let variables = roots.variables.iter().map(|v| (v, true));
@@ -650,11 +667,30 @@ pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, Cre
             }
         }
         for d in before.iter().chain(&after) {
-            push(&mut queue, d.refs.clone(), &via);
+            work.push(d.refs.iter().cloned(), &via);
         }
     }
+    compare_queued(pre, post, &mut work, &mut findings)?;
 
-    while let Some((key, via)) = queue.pop_front() {
+    let mut rest: Vec<TypeKey> = pre
+        .definitions
+        .keys()
+        .filter(|k| post.definitions.contains_key(*k))
+        .cloned()
+        .collect();
+    rest.sort();
+    work.push(rest, &Rc::from(UNREACHED));
+    compare_queued(pre, post, &mut work, &mut findings)?;
+    Ok(findings)
+}
+
+fn compare_queued(
+    pre: &Types,
+    post: &Types,
+    work: &mut Worklist,
+    findings: &mut Findings,
+) -> Result<(), CreateError> {
+    while let Some((key, via)) = work.queue.pop_front() {
         let before = pre.definition(&key)?;
         let after = post.definition(&key)?;
         if let (Some((b, _)), Some((a, _))) = (&before, &after) {
@@ -671,10 +707,10 @@ pub fn compare(pre: &Types, post: &Types, roots: &Roots) -> Result<Findings, Cre
                 .extend(renames.into_iter().map(|r| format!("{key}: {r}")));
         }
         for (_, refs) in before.into_iter().chain(after) {
-            push(&mut queue, refs, &via);
+            work.push(refs, &via);
         }
     }
-    Ok(findings)
+    Ok(())
 }
 
 /// The differences between two definitions of one named type, as
@@ -991,7 +1027,7 @@ mod tests {
     }
 
     #[test]
-    fn a_type_reached_only_through_pointer_members_is_compared() {
+    fn a_type_reached_only_through_pointer_members_is_named_after_the_function() {
         // get() has no local of type struct priv *: it reads d->p->x.
         let code = "int get(struct dev *d) { return d->p->x; }\n";
         let f = compare_sources(
@@ -1007,6 +1043,7 @@ mod tests {
             ["struct priv: member lock added at offset 0, member x moved from offset 0 to offset 4, \
               size 4 -> 8"]
         );
+        assert_eq!(f.changes[0].via.as_deref(), Some("used by get"));
     }
 
     #[test]
@@ -1062,15 +1099,11 @@ mod tests {
     }
 
     #[test]
-    fn types_only_the_patched_build_has_and_types_no_root_reaches_are_not_changes() {
-        let other = "int other(struct unrelated *u) { return u->z; }\n";
+    fn a_type_only_the_patched_build_has_is_not_a_change() {
         let f = compare_sources(
-            &format!("struct unrelated {{ int z; }};\n{other}int get(int *p) {{ return *p; }}\n"),
-            &format!(
-                "struct unrelated {{ long y; int z; }};\n{other}\
-                 struct brand_new {{ int q; }};\n\
-                 int get(int *p) {{ struct brand_new n = {{ *p }}; return n.q; }}\n"
-            ),
+            "int get(int *p) { return *p; }\n",
+            "struct brand_new { int q; };\n\
+             int get(int *p) { struct brand_new n = { *p }; return n.q; }\n",
             &["get"],
             &[],
         );
@@ -1078,7 +1111,27 @@ mod tests {
     }
 
     #[test]
-    fn a_function_without_dwarf_makes_every_type_of_the_object_count() {
+    fn a_type_used_only_through_a_cast_is_compared_all_the_same() {
+        // get() has no DWARF entry that leads to struct foo.
+        let code = "long get(void *v) { return ((struct foo *)v)->b; }\n";
+        let f = compare_sources(
+            &format!("struct foo {{ long a; long b; }};\n{code}"),
+            &format!("struct foo {{ long a; long lock; long b; }};\n{code}"),
+            &["get"],
+            &[],
+        );
+        assert_eq!(
+            texts(&f),
+            [
+                "struct foo: member lock added at offset 8, member b moved from offset 8 to \
+              offset 16, size 16 -> 24"
+            ]
+        );
+        assert_eq!(f.changes[0].via.as_deref(), Some(UNREACHED));
+    }
+
+    #[test]
+    fn a_function_without_dwarf_is_taken_to_use_every_type_of_its_object() {
         let f = compare_sources(
             "struct unrelated { int z; };\nint other(struct unrelated *u) { return u->z; }\n",
             "struct unrelated { long y; int z; };\nint other(struct unrelated *u) { return u->z; }\n",
@@ -1087,6 +1140,7 @@ mod tests {
         );
         assert_eq!(f.unlocated, ["not_in_dwarf", "not_in_dwarf"]);
         assert_eq!(f.changes.len(), 1, "{:?}", f.changes);
+        assert_eq!(f.changes[0].via.as_deref(), Some("used by not_in_dwarf"));
     }
 
     #[test]
