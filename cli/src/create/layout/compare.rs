@@ -1144,6 +1144,29 @@ mod tests {
     }
 
     #[test]
+    fn names_in_32_bit_objects_with_rel_relocations_are_read_right() {
+        // REL relocations keep the string offsets in .debug_info itself.
+        let roots = Roots {
+            pre_functions: vec!["get".into()],
+            post_functions: vec!["get".into()],
+            ..Roots::default()
+        };
+        let pre = types_of(
+            &format!("struct foo {{ long a; long b; }};\n{READER}"),
+            &["-g", "-m32"],
+        );
+        let post = types_of(
+            &format!("struct foo {{ long a; long b; long bar; }};\n{READER}"),
+            &["-g", "-m32"],
+        );
+        let f = compare(&pre, &post, &roots).unwrap();
+        assert_eq!(
+            texts(&f),
+            ["struct foo: member bar added at offset 8, size 8 -> 12"]
+        );
+    }
+
+    #[test]
     fn dwarf2_4_and_5_member_encodings_give_the_same_positions() {
         let src = "struct foo { char c; unsigned int x:3, y:7; unsigned long z:40; };\n\
                    int get(struct foo *p) { return p->y + p->z; }\n";

@@ -150,12 +150,22 @@ fn relocated_sections(
             let symbol = file
                 .symbol_by_index(index)
                 .map_err(|e| dwarf_error(path, e))?;
-            let value = symbol.address().wrapping_add(reloc.addend() as u64);
             let start = usize::try_from(offset).map_err(|e| dwarf_error(path, e))?;
             let width = usize::from(reloc.size() / 8);
             let field = data
                 .get_mut(start..start + width)
                 .ok_or_else(|| dwarf_error(path, format!("relocation outside {name}")))?;
+            // REL relocations (32-bit objects) keep the addend in the field.
+            let addend = if !reloc.has_implicit_addend() {
+                reloc.addend() as u64
+            } else if let Ok(bytes) = <[u8; 4]>::try_from(&*field) {
+                u32::from_le_bytes(bytes).into()
+            } else if let Ok(bytes) = <[u8; 8]>::try_from(&*field) {
+                u64::from_le_bytes(bytes)
+            } else {
+                0
+            };
+            let value = symbol.address().wrapping_add(addend);
             match width {
                 4 => field.copy_from_slice(&(value as u32).to_le_bytes()),
                 8 => field.copy_from_slice(&value.to_le_bytes()),
