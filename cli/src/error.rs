@@ -145,6 +145,12 @@ impl Error {
             Self::Create(crate::create::CreateError::DataChange { .. }) => {
                 Some("rewrite the fix so it does not change initial values of variables")
             }
+            Self::Create(crate::create::CreateError::LayoutChange { .. }) => Some(
+                "objects the running kernel already allocated keep the old layout, and the new \
+                 code would read and free them with the new one; keep the type unchanged and put \
+                 new state in shadow data (a separate table keyed by the object), with hooks that \
+                 set it up when the update is applied and undone",
+            ),
             Self::Refused { abort, .. } => Some(abort_hint(*abort)),
             _ => None,
         }

@@ -95,7 +95,15 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
         work_dir: &work_dir,
         progress: !args.quiet,
     };
-    let analysis = create::analyse(&request)?;
+    let analysis = match create::analyse(&request) {
+        Err(create::CreateError::LayoutChange { changes }) if args.explain => {
+            for change in &changes {
+                println!("layout changed: {change}");
+            }
+            return Err(create::CreateError::LayoutChange { changes }.into());
+        }
+        result => result?,
+    };
     for note in &analysis.notes {
         eprintln!("ksplice-create: note: {note}");
     }
@@ -153,6 +161,9 @@ fn explain(analysis: &create::Analysis) {
         for data in &unit.diff.new_data {
             println!("  add     {data}: new data");
         }
+    }
+    for rename in &analysis.layout.renames {
+        println!("layout accepted: {rename}");
     }
     if analysis.units.is_empty() {
         println!("no function changes");

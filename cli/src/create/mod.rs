@@ -15,6 +15,7 @@
 
 pub mod emit;
 pub mod kbuild;
+pub mod layout;
 pub mod objdiff;
 pub mod patch;
 pub mod payload;
@@ -58,6 +59,9 @@ pub enum CreateError {
     #[error("{object}: the initial value of {symbol} changed; data changes need a hook")]
     DataChange { object: String, symbol: String },
 
+    #[error("the patch changes the layout of data the running kernel holds:\n  {}", changes.join("\n  "))]
+    LayoutChange { changes: Vec<String> },
+
     #[error("compiling the {variant} version of {object} failed:\n{log}")]
     CompileFailed {
         object: String,
@@ -93,7 +97,10 @@ impl CreateError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::UnsupportedChange { .. } | Self::DataChange { .. } | Self::NoChanges
+            Self::UnsupportedChange { .. }
+                | Self::DataChange { .. }
+                | Self::LayoutChange { .. }
+                | Self::NoChanges
         )
     }
 }
@@ -135,6 +142,8 @@ pub struct Analysis {
     pub touched: BTreeMap<String, Vec<String>>,
     /// Every object rebuilt, with the changed files it depends on.
     pub rebuilt: BTreeMap<String, Vec<String>>,
+    /// What the type-layout check compared and accepted.
+    pub layout: layout::Report,
 }
 
 /// The default update id: the first 8 hex digits of the patch's SHA-256.
@@ -263,6 +272,7 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
             && diff.new_functions.is_empty()
             && diff.changed_rodata.is_empty()
             && diff.new_data.is_empty()
+            && diff.changed_data.is_empty()
         {
             debug!("{object}: no code changes");
             continue;
@@ -275,6 +285,17 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
             post_path,
             diff,
         });
+    }
+    // Before changed initial values: those are often a layout change's
+    // symptom (an `offsetof` in a table), and the type says more.
+    let layout = layout::check(&tree, req, &units, pre_overlay.as_deref(), &overlay)?;
+    for unit in &units {
+        if let Some(symbol) = unit.diff.changed_data.first() {
+            return Err(CreateError::DataChange {
+                object: unit.object.clone(),
+                symbol: symbol.clone(),
+            });
+        }
     }
     let touched = files
         .into_iter()
@@ -290,6 +311,7 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         notes,
         touched,
         rebuilt,
+        layout,
     })
 }
 

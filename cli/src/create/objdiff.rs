@@ -332,6 +332,9 @@ pub struct Diff {
     pub changed_rodata: BTreeSet<String>,
     /// Data objects that exist only after the patch.
     pub new_data: BTreeSet<String>,
+    /// Writable data whose initial value changed: refused, once the layout
+    /// check has had its say.
+    pub changed_data: BTreeSet<String>,
     /// Human-readable notes (skipped init code, ...).
     pub notes: Vec<String>,
 }
@@ -447,10 +450,8 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
             continue;
         }
         if after.writable || after.nobits {
-            return Err(CreateError::DataChange {
-                object: object_name.to_owned(),
-                symbol: name.clone(),
-            });
+            d.changed_data.insert(name.clone());
+            continue;
         }
         d.changed_rodata.insert(name.clone());
     }
