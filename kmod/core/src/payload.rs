@@ -1033,6 +1033,88 @@ pub(crate) mod tests {
         assert_eq!(p.post_relocs.get(1), None);
     }
 
+    /// Encodes `r` and checks the bytes, then that they decode back to `r`.
+    fn golden<T: Record + PartialEq + fmt::Debug>(r: T, bytes: &[u8]) {
+        let mut out = vec![0u8; T::SIZE];
+        r.write(&mut out).unwrap();
+        assert_eq!(out, bytes, "{} encoding changed", T::TABLE);
+        assert_eq!(T::read(bytes), Some(r));
+    }
+
+    #[test]
+    fn every_record_keeps_its_wire_encoding() {
+        golden(
+            SymbolRec {
+                name_off: 0x0403_0201,
+                name_len: 0x0605,
+                kind: 7,
+                flags: 8,
+            },
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+        );
+        golden(
+            FunctionRec {
+                symbol: 0x0403_0201,
+                code_off: 0x0807_0605,
+                code_len: 0x0c0b_0a09,
+                reloc_first: 0x100f_0e0d,
+                reloc_count: 0x1413_1211,
+            },
+            &(1..=20).collect::<Vec<u8>>(),
+        );
+        golden(
+            RelocRec {
+                offset: 0x0403_0201,
+                symbol: 0x0807_0605,
+                kind: 9,
+                addend: -2,
+            },
+            &[
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0xff,
+            ],
+        );
+        golden(
+            PlaceRec {
+                name_off: 0x0403_0201,
+                name_len: 0x0605,
+                kind: 7,
+                flags: 8,
+                size: 0x0c0b_0a09,
+            },
+            &(1..=12).collect::<Vec<u8>>(),
+        );
+        golden(
+            ReplacementRec {
+                function: 0x0403_0201,
+                place: 0x0807_0605,
+            },
+            &(1..=8).collect::<Vec<u8>>(),
+        );
+        golden(
+            PostRelocRec {
+                place: 0x0403_0201,
+                offset: 0x0807_0605,
+                symbol: 0x0c0b_0a09,
+                kind: 13,
+                addend: 0x1817_1615_1413_1211,
+            },
+            &[
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0, 0, 0, 0x11, 0x12, 0x13, 0x14, 0x15,
+                0x16, 0x17, 0x18,
+            ],
+        );
+        golden(
+            SiteRec {
+                function: 0x0403_0201,
+                offset: 0x0807_0605,
+                len: 0x0a09,
+                kind: 11,
+            },
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0],
+        );
+    }
+
     #[test]
     fn string_literal_names_decode_and_bad_ones_are_refused() {
         let mut out = [0u8; 8];
