@@ -26,8 +26,8 @@ use object::{
 
 use super::kbuild::KernelTree;
 use super::objdiff::{self, Item, Object, Target, PADDING};
-use super::payload::{PayloadWriter, SymbolSpec};
 use super::CreateError;
+use ksplice_core::writer::{PayloadWriter, SymbolSpec};
 
 /// One rebuilt object: both builds and their differences.
 pub struct Unit {
@@ -176,7 +176,11 @@ impl<'a> Context<'a> {
             let size = u32::try_from(size)
                 .map_err(|_| err(&unit.object, format!("{name} is too large")))?;
             self.places.push(symbol);
-            Some(self.payload.add_place(&name, SymbolKind::Object, size))
+            Some(
+                self.payload
+                    .add_place(&name, SymbolKind::Object, size)
+                    .map_err(CreateError::Payload)?,
+            )
         };
         self.copy_relocs(unit, out, id, &relocs, kind == SectionKind::Text, place)?;
         Ok(id)
@@ -369,7 +373,7 @@ impl<'a> Context<'a> {
             self.load_time.insert(spec.name.to_owned());
             return Ok(self.undefined_symbol(spec.name));
         };
-        let symbol = self.payload.symbol(&spec);
+        let symbol = self.payload.symbol(&spec).map_err(CreateError::Payload)?;
         self.payload
             .add_post_reloc(place, offset, symbol, r_type as u8, addend);
         self.summary.post_relocs += 1;
@@ -447,7 +451,10 @@ impl<'a> Context<'a> {
         });
         let size = u32::try_from(item.size)
             .map_err(|_| err(&unit.object, format!("{} is too large", item.name)))?;
-        let place = self.payload.add_place(&item.name, kind, size);
+        let place = self
+            .payload
+            .add_place(&item.name, kind, size)
+            .map_err(CreateError::Payload)?;
         self.places.push(symbol);
         if kind == SymbolKind::Function && !item.bytes.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
             self.no_endbr.push(symbol);
@@ -594,7 +601,7 @@ impl<'a> Context<'a> {
             name,
             kind: SymbolKind::Function,
         };
-        let symbol = self.payload.symbol(&spec);
+        let symbol = self.payload.symbol(&spec).map_err(CreateError::Payload)?;
         let mut relocs = Vec::new();
         for r in &item.relocs {
             let string_name;
@@ -642,7 +649,10 @@ impl<'a> Context<'a> {
                     kind: SymbolKind::Section,
                 },
             };
-            let target = self.payload.symbol(&target_spec);
+            let target = self
+                .payload
+                .symbol(&target_spec)
+                .map_err(CreateError::Payload)?;
             // A string symbol is the string's first byte: the addend is then
             // the PC adjustment alone.
             let addend = match &r.target {
@@ -652,7 +662,10 @@ impl<'a> Context<'a> {
             relocs.push((r.offset as u32, target, r.r_type as u8, addend));
         }
         let fresh = !self.payload.has_function(symbol);
-        let index = self.payload.add_function(symbol, &item.bytes, &relocs);
+        let index = self
+            .payload
+            .add_function(symbol, &item.bytes, &relocs)
+            .map_err(CreateError::Payload)?;
         if fresh {
             for (offset, len, kind) in objdiff::patched_sites(&unit.pre, &unit.pre_path, item)? {
                 self.payload.add_site(index, offset, len, kind);
@@ -866,7 +879,7 @@ pub fn build_post_object(
     };
     let payload = std::mem::take(&mut cx.payload)
         .finish(&header)
-        .ok_or_else(|| CreateError::BadPatch("payload header field too long".into()))?;
+        .map_err(CreateError::Payload)?;
     info!("payload: {} bytes", payload.len());
     let section = cx.out.add_section(
         Vec::new(),

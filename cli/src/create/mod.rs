@@ -8,7 +8,8 @@
 //!    post with an overlay of the patched files searched first (no copy of
 //!    the tree is made);
 //! 4. compare pre and post function by function (`objdiff`);
-//! 5. write `post.o` and the payload and link `update.ko` with kbuild (`emit`).
+//! 5. write `post.o` and the payload (with `ksplice_core::writer`) and link
+//!    `update.ko` with kbuild (`emit`).
 //!
 //! The user's kernel tree is only read: every output goes to a scratch
 //! directory.
@@ -17,7 +18,6 @@ pub mod emit;
 pub mod kbuild;
 pub mod objdiff;
 pub mod patch;
-pub mod payload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -67,6 +67,9 @@ pub enum CreateError {
 
     #[error("the patch changes no code that the running kernel has built in")]
     NoChanges,
+
+    #[error("cannot write the payload: {0}")]
+    Payload(ksplice_core::writer::WriteError),
 
     #[error("kbuild could not link the update module in {dir}:\n{log}")]
     KbuildFailed { dir: PathBuf, log: String },

@@ -784,122 +784,32 @@ pub const TABLE_COUNT: usize = TABLES;
 pub(crate) mod tests {
     use super::*;
 
-    /// A minimal in-test writer: tables in header order, then the blob.
-    #[derive(Default)]
-    pub(crate) struct Builder {
-        pub symbols: Vec<SymbolRec>,
-        pub functions: Vec<FunctionRec>,
-        pub pre_relocs: Vec<RelocRec>,
-        pub places: Vec<PlaceRec>,
-        pub replacements: Vec<ReplacementRec>,
-        pub post_relocs: Vec<PostRelocRec>,
-        pub sites: Vec<SiteRec>,
-        pub blob: Vec<u8>,
-    }
+    use super::super::writer::Tables;
 
-    fn table<T: Record>(out: &mut Vec<u8>, records: &[T]) -> (u32, u32) {
-        let at = out.len() as u32;
-        for r in records {
-            let start = out.len();
-            out.resize(start + T::SIZE, 0);
-            r.write(&mut out[start..]).unwrap();
-        }
-        (at, records.len() as u32)
-    }
-
-    impl Builder {
-        pub(crate) fn add_name(&mut self, name: &str) -> (u32, u16) {
-            let off = self.blob.len() as u32;
-            self.blob.extend_from_slice(name.as_bytes());
-            (off, name.len() as u16)
-        }
-
-        pub(crate) fn add_symbol(&mut self, name: &str, kind: SymbolKind, flags: u8) -> u32 {
-            let (name_off, name_len) = self.add_name(name);
-            self.symbols.push(SymbolRec {
-                name_off,
-                name_len,
-                kind: kind as u8,
-                flags,
-            });
-            self.symbols.len() as u32 - 1
-        }
-
-        /// Adds a function with its code and `(offset, symbol, kind, addend)` relocations.
-        pub(crate) fn add_function(
-            &mut self,
-            symbol: u32,
-            code: &[u8],
-            relocs: &[(u32, u32, RelocKind, i64)],
-        ) -> u32 {
-            let code_off = self.blob.len() as u32;
-            self.blob.extend_from_slice(code);
-            let reloc_first = self.pre_relocs.len() as u32;
-            for &(offset, symbol, kind, addend) in relocs {
-                self.pre_relocs.push(RelocRec {
-                    offset,
-                    symbol,
-                    kind: kind as u8,
-                    addend,
-                });
-            }
-            self.functions.push(FunctionRec {
-                symbol,
-                code_off,
-                code_len: code.len() as u32,
-                reloc_first,
-                reloc_count: relocs.len() as u32,
-            });
-            self.functions.len() as u32 - 1
-        }
-
-        pub(crate) fn add_place(&mut self, name: &str, kind: SymbolKind, size: u32) -> u32 {
-            let (name_off, name_len) = self.add_name(name);
-            self.places.push(PlaceRec {
-                name_off,
-                name_len,
-                kind: kind as u8,
-                flags: 0,
-                size,
-            });
-            self.places.len() as u32 - 1
-        }
-
-        pub(crate) fn build(&self, id: &str) -> Vec<u8> {
-            let mut out = vec![0u8; HEADER_LEN];
-            let tables = [
-                table(&mut out, &self.symbols),
-                table(&mut out, &self.functions),
-                table(&mut out, &self.pre_relocs),
-                table(&mut out, &self.places),
-                table(&mut out, &self.replacements),
-                table(&mut out, &self.post_relocs),
-                table(&mut out, &self.sites),
-                {
-                    let at = out.len() as u32;
-                    out.extend_from_slice(&self.blob);
-                    (at, self.blob.len() as u32)
-                },
-            ];
-            let fields = HeaderFields {
-                id,
-                release: "7.3.4",
-                build_id: &[0xab; 20],
-            };
-            let header = encode_header(&fields, tables, out.len() as u32).unwrap();
-            out[..HEADER_LEN].copy_from_slice(&header);
-            out
-        }
+    /// Encodes `tables` under the header every test here uses.
+    pub(crate) fn build(tables: &Tables, id: &str) -> Vec<u8> {
+        let fields = HeaderFields {
+            id,
+            release: "7.3.4",
+            build_id: &[0xab; 20],
+        };
+        tables.encode(&fields).unwrap()
     }
 
     /// A payload replacing `loadavg_proc_show`, whose pre code calls `seq_printf`.
     pub(crate) fn sample() -> Vec<u8> {
-        let mut b = Builder::default();
-        let old = b.add_symbol("loadavg_proc_show", SymbolKind::Function, SYMBOL_LOCAL);
-        let callee = b.add_symbol("seq_printf", SymbolKind::Function, 0);
+        let mut b = Tables::default();
+        let old = b
+            .add_symbol("loadavg_proc_show", SymbolKind::Function, SYMBOL_LOCAL)
+            .unwrap();
+        let callee = b.add_symbol("seq_printf", SymbolKind::Function, 0).unwrap();
         let code = [0xf3, 0x0f, 0x1e, 0xfa, 0xe8, 0, 0, 0, 0, 0xc3];
-        let f = b.add_function(old, &code, &[(5, callee, RelocKind::Plt32, -4)]);
-        let new = b.add_place("loadavg_proc_show", SymbolKind::Function, 64);
+        let f = b
+            .add_function(old, &code, &[(5, callee, RelocKind::Plt32 as u8, -4)])
+            .unwrap();
+        let new = b
+            .add_place("loadavg_proc_show", SymbolKind::Function, 64)
+            .unwrap();
         b.replacements.push(ReplacementRec {
             function: f,
             place: new,
@@ -911,7 +821,7 @@ pub(crate) mod tests {
             kind: RelocKind::Plt32 as u8,
             addend: -4,
         });
-        b.build("fix-loadavg")
+        build(&b, "fix-loadavg")
     }
 
     #[test]
@@ -1110,13 +1020,13 @@ pub(crate) mod tests {
 
     #[test]
     fn dangling_indexes_are_refused() {
-        let mut b = Builder::default();
-        let s = b.add_symbol("f", SymbolKind::Function, 0);
-        b.add_function(s, &[0xc3], &[]);
-        let place = b.add_place("f", SymbolKind::Function, 1);
+        let mut b = Tables::default();
+        let s = b.add_symbol("f", SymbolKind::Function, 0).unwrap();
+        b.add_function(s, &[0xc3], &[]).unwrap();
+        let place = b.add_place("f", SymbolKind::Function, 1).unwrap();
         b.replacements.push(ReplacementRec { function: 1, place });
         assert!(matches!(
-            Payload::parse(&b.build("x")),
+            Payload::parse(&build(&b, "x")),
             Err(ParseError::BadRecord {
                 table: "replacements",
                 ..
@@ -1128,7 +1038,7 @@ pub(crate) mod tests {
             place: 7,
         };
         assert!(matches!(
-            Payload::parse(&b.build("x")),
+            Payload::parse(&build(&b, "x")),
             Err(ParseError::BadRecord {
                 table: "replacements",
                 ..
@@ -1145,7 +1055,7 @@ pub(crate) mod tests {
         });
         // A 4-byte field does not fit a 1-byte place.
         assert!(matches!(
-            Payload::parse(&b.build("x")),
+            Payload::parse(&build(&b, "x")),
             Err(ParseError::BadRecord {
                 table: "post relocations",
                 ..
@@ -1155,15 +1065,19 @@ pub(crate) mod tests {
 
     #[test]
     fn relocations_outside_or_overlapping_their_function_are_refused() {
-        let mut b = Builder::default();
-        let s = b.add_symbol("f", SymbolKind::Function, 0);
+        let mut b = Tables::default();
+        let s = b.add_symbol("f", SymbolKind::Function, 0).unwrap();
         b.add_function(
             s,
             &[0xe8, 0, 0, 0, 0],
-            &[(1, s, RelocKind::Pc32, -4), (3, s, RelocKind::Pc32, -4)],
-        );
+            &[
+                (1, s, RelocKind::Pc32 as u8, -4),
+                (3, s, RelocKind::Pc32 as u8, -4),
+            ],
+        )
+        .unwrap();
         assert!(matches!(
-            Payload::parse(&b.build("x")),
+            Payload::parse(&build(&b, "x")),
             Err(ParseError::BadRecord {
                 table: "relocations",
                 ..
@@ -1172,22 +1086,22 @@ pub(crate) mod tests {
         b.pre_relocs.truncate(1);
         b.functions[0].reloc_count = 1;
         b.pre_relocs[0].offset = 2;
-        assert!(Payload::parse(&b.build("x")).is_err());
+        assert!(Payload::parse(&build(&b, "x")).is_err());
         b.pre_relocs[0].offset = 1;
-        assert!(Payload::parse(&b.build("x")).is_ok());
+        assert!(Payload::parse(&build(&b, "x")).is_ok());
         b.pre_relocs[0].kind = 3;
         assert!(
-            Payload::parse(&b.build("x")).is_err(),
+            Payload::parse(&build(&b, "x")).is_err(),
             "unknown relocation kind accepted"
         );
     }
 
     #[test]
     fn a_function_replaced_twice_is_refused() {
-        let mut b = Builder::default();
-        let s = b.add_symbol("f", SymbolKind::Function, 0);
-        b.add_function(s, &[0xc3], &[]);
-        let p = b.add_place("f", SymbolKind::Function, 1);
+        let mut b = Tables::default();
+        let s = b.add_symbol("f", SymbolKind::Function, 0).unwrap();
+        b.add_function(s, &[0xc3], &[]).unwrap();
+        let p = b.add_place("f", SymbolKind::Function, 1).unwrap();
         b.replacements.push(ReplacementRec {
             function: 0,
             place: p,
@@ -1196,7 +1110,7 @@ pub(crate) mod tests {
             function: 0,
             place: p,
         });
-        assert!(Payload::parse(&b.build("x")).is_err());
+        assert!(Payload::parse(&build(&b, "x")).is_err());
     }
 
     /// Bounded random mutation: no input makes the parser panic, and what it
