@@ -250,6 +250,11 @@ impl PayloadWriter {
         Ok(i)
     }
 
+    /// Number of functions with pre code so far.
+    pub fn function_count(&self) -> usize {
+        self.tables.functions.len()
+    }
+
     /// Adds a place (a function or object update.ko carries); its index is
     /// its slot in `__ksplice_places`.
     pub fn add_place(

@@ -1,0 +1,190 @@
+//! The kbuild link of `update.ko`: a generated `main.c` (module init,
+//! the stubs unresolved references point at) plus `post.o`, built by the
+//! kernel's own kbuild against the kernel tree so vermagic and `struct
+//! module` match; then the rewrite of load-time references into livepatch
+//! relocations.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use log::debug;
+use object::elf;
+
+use super::super::kbuild::KernelTree;
+use super::super::CreateError;
+use super::PostObject;
+
+/// The module name for an update id.
+pub use crate::module::name_for_id as module_name;
+
+/// Links `post.o` into `<module_name>.ko` with the kernel's own kbuild.
+pub fn build_module(
+    tree: &KernelTree,
+    dir: &Path,
+    id: &str,
+    post: &PostObject,
+) -> Result<PathBuf, CreateError> {
+    let name = module_name(id);
+    std::fs::create_dir_all(dir).map_err(|e| CreateError::io(dir, e))?;
+    let write = |file: &str, contents: &[u8]| {
+        std::fs::write(dir.join(file), contents).map_err(|e| CreateError::io(&dir.join(file), e))
+    };
+    // A prebuilt object with no rule to make it: kbuild links it as is.
+    write("post.o", &post.elf)?;
+    write(
+        "Kbuild",
+        format!("obj-m := {name}.o\n{name}-y := main.o post.o\n").as_bytes(),
+    )?;
+    let imports: String = post
+        .namespaces
+        .iter()
+        .map(|ns| format!("MODULE_IMPORT_NS(\"{ns}\");\n"))
+        .collect();
+    write("main.c", main_c(id, &imports).as_bytes())?;
+    let output = std::process::Command::new("make")
+        .arg("-C")
+        .arg(&tree.objtree)
+        .arg(format!("M={}", dir.display()))
+        .arg(format!(
+            "-j{}",
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        ))
+        .arg("modules")
+        // The load-time symbols are undefined until `to_livepatch_relocs`.
+        .env(
+            "KBUILD_MODPOST_WARN",
+            if post.load_time.is_empty() { "" } else { "1" },
+        )
+        .output()
+        .map_err(|e| CreateError::io(Path::new("make"), e))?;
+    let log = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    debug!("kbuild output:\n{log}");
+    if !output.status.success() {
+        return Err(CreateError::KbuildFailed {
+            dir: dir.to_owned(),
+            log: tail(&log, 40),
+        });
+    }
+    let unexpected_undefined = log
+        .lines()
+        .filter(|l| l.contains("undefined!"))
+        .any(|l| !post.load_time.iter().any(|s| l.contains(&format!("'{s}'"))));
+    if unexpected_undefined {
+        return Err(CreateError::KbuildFailed {
+            dir: dir.to_owned(),
+            log: tail(&log, 40),
+        });
+    }
+    let ko = dir.join(format!("{name}.ko"));
+    if !post.load_time.is_empty() {
+        to_livepatch_relocs(&ko, &post.load_time)?;
+    }
+    Ok(ko)
+}
+
+/// `SHN_LIVEPATCH` and `SHF_RELA_LIVEPATCH` (include/uapi/linux/elf.h).
+const SHN_LIVEPATCH: u16 = 0xff20;
+const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
+
+/// Rewrites the linked module so the loader resolves `symbols` itself, as
+/// livepatch modules do (Documentation/livepatch/module-elf-format.rst):
+/// each becomes `.klp.sym.vmlinux.NAME,0` in `SHN_LIVEPATCH`, and the
+/// relocations naming it move to `.klp.rela.vmlinux.SECTION`. The loader
+/// resolves them from kallsyms before jump labels and alternatives read them.
+fn to_livepatch_relocs(ko: &Path, symbols: &BTreeSet<String>) -> Result<(), CreateError> {
+    use object::build::elf::{Builder, SectionData};
+    let bad = |e: object::build::Error| CreateError::elf(ko, e);
+    let data = std::fs::read(ko).map_err(|e| CreateError::io(ko, e))?;
+    let mut b = Builder::read(&*data).map_err(bad)?;
+    let mut ids = Vec::new();
+    for sym in b.symbols.iter_mut() {
+        let name = String::from_utf8_lossy(&sym.name).into_owned();
+        if sym.section.is_none() && sym.st_shndx == elf::SHN_UNDEF && symbols.contains(&name) {
+            sym.name = format!(".klp.sym.vmlinux.{name},0").into_bytes().into();
+            sym.st_shndx = SHN_LIVEPATCH;
+            ids.push(sym.id());
+        }
+    }
+    let symtab = b
+        .sections
+        .iter()
+        .find(|s| s.sh_type == elf::SHT_SYMTAB)
+        .map(|s| s.id());
+    let mut moved = Vec::new();
+    for sec in b.sections.iter_mut() {
+        let SectionData::Relocation(relocs) = &mut sec.data else {
+            continue;
+        };
+        let (klp, keep): (Vec<_>, Vec<_>) = relocs
+            .iter()
+            .partition(|r| r.symbol.is_some_and(|s| ids.contains(&s)));
+        if klp.is_empty() {
+            continue;
+        }
+        *relocs = keep;
+        let target = String::from_utf8_lossy(&sec.name)
+            .trim_start_matches(".rela")
+            .trim_start_matches('.')
+            .to_owned();
+        moved.push((target, sec.sh_info_section, klp));
+    }
+    for (target, info, relocs) in moved {
+        let s = b.sections.add();
+        s.name = format!(".klp.rela.vmlinux.{target}").into_bytes().into();
+        s.sh_type = elf::SHT_RELA;
+        s.sh_flags = SHF_RELA_LIVEPATCH | u64::from(elf::SHF_INFO_LINK);
+        s.sh_link_section = symtab;
+        s.sh_info_section = info;
+        s.sh_addralign = 8;
+        s.sh_entsize = 24;
+        s.data = SectionData::Relocation(relocs);
+    }
+    let mut out = Vec::new();
+    b.write(&mut out).map_err(bad)?;
+    std::fs::write(ko, out).map_err(|e| CreateError::io(ko, e))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn main_c(id: &str, imports: &str) -> String {
+    format!(
+        r#"// SPDX-License-Identifier: GPL-2.0
+/*
+ * ksplice update {id}, generated by ksplice-create. Loading it alone does
+ * nothing: ksplice.ko applies it (ksplice-apply).
+ */
+#include <linux/module.h>
+#include <linux/printk.h>
+
+/*
+ * Targets of references to kernel symbols that are not exported. ksplice.ko
+ * rewrites every such reference from its run-pre matching results before
+ * any trampoline points at this module's code, so neither is ever used.
+ */
+void __ksplice_unresolved(void);
+extern char __ksplice_unresolved_data[64];
+noinline void __ksplice_unresolved(void) {{ }}
+char __ksplice_unresolved_data[64] __aligned(64);
+
+static int __init ksplice_update_init(void)
+{{
+	pr_info("ksplice update %s loaded; inert until applied by ksplice.ko\n", "{id}");
+	return 0;
+}}
+
+static void __exit ksplice_update_exit(void)
+{{
+}}
+
+module_init(ksplice_update_init);
+module_exit(ksplice_update_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("ksplice update {id}");
+MODULE_INFO(ksplice_update, "{id}");
+{imports}"#
+    )
+}
