@@ -4,7 +4,7 @@
 //! module` match; then the rewrite of load-time references into livepatch
 //! relocations.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use log::debug;
@@ -66,21 +66,48 @@ pub fn build_module(
             log: tail(&log, 40),
         });
     }
-    let unexpected_undefined = log
-        .lines()
-        .filter(|l| l.contains("undefined!"))
-        .any(|l| !post.load_time.iter().any(|s| l.contains(&format!("'{s}'"))));
-    if unexpected_undefined {
+    // With KBUILD_MODPOST_WARN, modpost only warns about undefined
+    // symbols (in a wording that differs between kernel versions): check
+    // the module itself for any the loader could not resolve.
+    let ko = dir.join(format!("{name}.ko"));
+    let data = std::fs::read(&ko).map_err(|e| CreateError::io(&ko, e))?;
+    let exports = tree.exports()?;
+    let missing =
+        unresolvable(&data, &exports, &post.load_time).map_err(|e| CreateError::elf(&ko, e))?;
+    if !missing.is_empty() {
         return Err(CreateError::KbuildFailed {
             dir: dir.to_owned(),
-            log: tail(&log, 40),
+            log: format!(
+                "{}\nundefined in {}: {}",
+                tail(&log, 20),
+                ko.display(),
+                missing.join(", ")
+            ),
         });
     }
-    let ko = dir.join(format!("{name}.ko"));
     if !post.load_time.is_empty() {
         to_livepatch_relocs(&ko, &post.load_time)?;
     }
     Ok(ko)
+}
+
+/// The undefined symbols of the linked module `ko` that are neither
+/// exported nor left for a livepatch relocation (`load_time`).
+fn unresolvable(
+    ko: &[u8],
+    exports: &HashMap<String, String>,
+    load_time: &BTreeSet<String>,
+) -> Result<Vec<String>, object::Error> {
+    use object::{Object as _, ObjectSymbol as _};
+    let file = object::File::parse(ko)?;
+    let mut missing = Vec::new();
+    for sym in file.symbols().filter(|s| s.is_undefined()) {
+        let name = sym.name()?;
+        if !name.is_empty() && !exports.contains_key(name) && !load_time.contains(name) {
+            missing.push(name.to_owned());
+        }
+    }
+    Ok(missing)
 }
 
 /// `SHN_LIVEPATCH` and `SHF_RELA_LIVEPATCH` (include/uapi/linux/elf.h).
@@ -187,4 +214,49 @@ MODULE_DESCRIPTION("ksplice update {id}");
 MODULE_INFO(ksplice_update, "{id}");
 {imports}"#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use object::write;
+
+    use super::*;
+
+    /// A relocatable object with these undefined globals.
+    fn with_undefined(names: &[&str]) -> Vec<u8> {
+        let mut out = write::Object::new(
+            object::BinaryFormat::Elf,
+            object::Architecture::X86_64,
+            object::Endianness::Little,
+        );
+        for name in names {
+            out.add_symbol(write::Symbol {
+                name: name.as_bytes().to_vec(),
+                value: 0,
+                size: 0,
+                kind: object::SymbolKind::Unknown,
+                scope: object::SymbolScope::Dynamic,
+                weak: false,
+                section: write::SymbolSection::Undefined,
+                flags: object::SymbolFlags::None,
+            });
+        }
+        out.write().unwrap()
+    }
+
+    #[test]
+    fn only_exports_and_load_time_symbols_may_stay_undefined() {
+        let ko = with_undefined(&["printk", "__tracepoint_sched_process_wait", "nr_threads"]);
+        let exports = HashMap::from([("printk".to_owned(), String::new())]);
+        let load_time = BTreeSet::from(["__tracepoint_sched_process_wait".to_owned()]);
+        assert_eq!(
+            unresolvable(&ko, &exports, &load_time).unwrap(),
+            ["nr_threads"]
+        );
+        let load_time = BTreeSet::new();
+        assert_eq!(
+            unresolvable(&ko, &exports, &load_time).unwrap(),
+            ["__tracepoint_sched_process_wait", "nr_threads"]
+        );
+    }
 }

@@ -299,12 +299,13 @@ impl Emitter {
             let symbol = self.elf.section_place_symbol(&copied);
             Some(self.place(unit, symbol, &copied.name, SymbolKind::Object, copied.size)?)
         };
-        self.copy_relocs(unit, out, copied.id, &copied.relocs, copied.code, place)?;
+        let code = copied.code.then_some(copied.data.as_slice());
+        self.copy_relocs(unit, out, copied.id, &copied.relocs, code, place)?;
         Ok(copied.id)
     }
 
     /// Adds relocations of the post object to output section `id`,
-    /// retargeted. With a `place`, references to non-exported symbols
+    /// retargeted; `code` is the section's bytes if it holds instructions. With a `place`, references to non-exported symbols
     /// become post relocations of that place; without one, the module
     /// loader must resolve them.
     fn copy_relocs(
@@ -313,13 +314,22 @@ impl Emitter {
         out: &mut UnitOutput,
         id: SectionId,
         relocs: &[RawReloc],
-        in_code: bool,
+        code: Option<&[u8]>,
         place: Option<u32>,
     ) -> Result<(), CreateError> {
         let file = unit.post.elf(&unit.post_path)?;
+        let ends = match code {
+            Some(bytes) => objdiff::instruction_ends(bytes),
+            None => Vec::new(),
+        };
         for &(offset, r_type, raw, addend) in relocs {
+            let adjust = if code.is_some() {
+                objdiff::pc_adjust(r_type, offset, &ends)
+            } else {
+                0
+            };
             let (target, norm_addend) =
-                objdiff::normalise(&file, &unit.post_path, r_type, raw, addend, in_code)?;
+                objdiff::normalise(&file, &unit.post_path, raw, addend, adjust)?;
             let field = place.map(|p| (p, offset as u32, r_type, norm_addend));
             let symbol = self.reference(unit, out, &target, raw, field)?;
             let addend = if matches!(target, Target::Named(_)) {
@@ -455,9 +465,8 @@ impl Emitter {
                 data,
                 special.entry_size,
                 &relocs,
-                |&(_, r_type, raw, addend)| {
-                    let (target, _) =
-                        objdiff::normalise(&file, &unit.post_path, r_type, raw, addend, false)?;
+                |&(_, _, raw, addend)| {
+                    let (target, _) = objdiff::normalise(&file, &unit.post_path, raw, addend, 0)?;
                     Ok(matches!(&target, Target::Named(n)
                         if unit.post.functions.contains_key(n) && out.symbols.contains_key(n)))
                 },
@@ -469,7 +478,7 @@ impl Emitter {
             let id = self
                 .elf
                 .add_special(special.name, kept, section.align().max(1), flags);
-            self.copy_relocs(unit, out, id, &kept_relocs, false, None)?;
+            self.copy_relocs(unit, out, id, &kept_relocs, None, None)?;
         }
         Ok(())
     }

@@ -94,7 +94,7 @@ impl RunPre<'_> {
             // A string symbol is the string's first byte: the addend is then
             // the PC adjustment alone.
             let addend = match &r.target {
-                Target::Str(_) => -objdiff::pc_adjust(r.r_type),
+                Target::Str(_) => -r.pc_adjust,
                 _ => r.addend,
             };
             relocs.push((r.offset as u32, target, r.r_type as u8, addend));

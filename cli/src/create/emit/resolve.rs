@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use ksplice_core::payload::SymbolKind;
 
-use super::super::objdiff;
 use super::Unit;
 
 /// What the running kernel offers a reference: its exports and symbols.
@@ -128,7 +127,10 @@ impl KernelSymbols {
                     "new code references __init/__exit data {name}, which is gone after boot"
                 ));
             }
-            let pre_name = objdiff::pre_object_name(&unit.pre, name)
+            let pre_name = unit
+                .diff
+                .pre_names
+                .get(name)
                 .ok_or_else(|| format!("cannot tell which existing variable {name} is"))?;
             return Ok(Binding::Existing(Existing {
                 unit: local_to(item.local),
@@ -348,8 +350,10 @@ pub(super) mod tests {
     fn existing_unit_data_is_named_as_the_running_kernel_names_it() {
         let pre = object(&[], &[item("count.2", ".bss.count.2", true)]);
         let post = object(&[], &[item("count.3", ".bss.count.3", true)]);
+        let mut u = unit(pre, post);
+        u.diff.pre_names.insert("count.3".into(), "count.2".into());
         assert_eq!(
-            kernel(true).resolve(&unit(pre, post), "count.3"),
+            kernel(true).resolve(&u, "count.3"),
             Ok(existing(
                 Some("kernel/exit.o"),
                 "count.2",

@@ -41,6 +41,8 @@ pub struct Copied {
     pub size: u64,
     /// Executable (alternative replacement code) rather than data.
     pub code: bool,
+    /// Its contents.
+    pub data: Vec<u8>,
     /// Its relocations against symbols, still to be added.
     pub relocs: Vec<RawReloc>,
 }
@@ -202,13 +204,15 @@ impl PostElf {
             .out
             .add_section(Vec::new(), name.as_bytes().to_vec(), kind);
         let data = section.data().map_err(bad)?.to_vec();
-        self.out.set_section_data(id, data, section.align().max(1));
+        self.out
+            .set_section_data(id, data.clone(), section.align().max(1));
         self.out.section_mut(id).flags = object::SectionFlags::Elf { sh_flags: flags };
         Ok(Copied {
             id,
             name,
             size: section.size(),
             code,
+            data,
             relocs: objdiff::symbol_relocs(&section),
         })
     }
