@@ -32,6 +32,7 @@
 #include <asm/unwind.h>
 
 #include "helpers.h"
+#include "include/ksplice/patch.h"
 
 static_assert(sizeof(struct unwind_state) <= KSPLICE_UNWIND_STATE_SIZE);
 
@@ -467,3 +468,51 @@ bool ksplice_helper_unwind_in_user_mode(void *state)
 
 u64 ksplice_helper_ktime_ns(void) { return ktime_get_ns(); }
 u64 ksplice_helper_real_ns(void) { return ktime_get_real_ns(); }
+
+/* ---- shadow data: the API of <ksplice/patch.h>, implemented in shadow.rs ---- */
+
+void *ksplice_shadow_get_rust(const void *obj, unsigned long id);
+void *ksplice_shadow_alloc_rust(const void *obj, unsigned long id, size_t size, bool can_sleep,
+				bool or_get);
+void ksplice_shadow_free_rust(const void *obj, unsigned long id,
+			      void (*dtor)(const void *obj, void *data));
+void ksplice_shadow_free_all_rust(unsigned long id, void (*dtor)(const void *obj, void *data));
+
+void *ksplice_shadow_get(const void *obj, unsigned long id)
+{
+	return ksplice_shadow_get_rust(obj, id);
+}
+EXPORT_SYMBOL_GPL(ksplice_shadow_get);
+
+void *ksplice_shadow_alloc(const void *obj, unsigned long id, size_t size, gfp_t gfp)
+{
+	return ksplice_shadow_alloc_rust(obj, id, size, gfpflags_allow_blocking(gfp), false);
+}
+EXPORT_SYMBOL_GPL(ksplice_shadow_alloc);
+
+void *ksplice_shadow_get_or_alloc(const void *obj, unsigned long id, size_t size, gfp_t gfp)
+{
+	return ksplice_shadow_alloc_rust(obj, id, size, gfpflags_allow_blocking(gfp), true);
+}
+EXPORT_SYMBOL_GPL(ksplice_shadow_get_or_alloc);
+
+void ksplice_shadow_free(const void *obj, unsigned long id, void (*dtor)(const void *obj, void *data))
+{
+	ksplice_shadow_free_rust(obj, id, dtor);
+}
+EXPORT_SYMBOL_GPL(ksplice_shadow_free);
+
+void ksplice_shadow_free_all(unsigned long id, void (*dtor)(const void *obj, void *data))
+{
+	ksplice_shadow_free_all_rust(id, dtor);
+}
+EXPORT_SYMBOL_GPL(ksplice_shadow_free_all);
+
+/* Calls an update's hook: int (*)(void) for pre and check hooks, else void. */
+int ksplice_helper_call_hook(unsigned long fn, bool returns_int)
+{
+	if (returns_int)
+		return ((int (*)(void))fn)();
+	((void (*)(void))fn)();
+	return 0;
+}

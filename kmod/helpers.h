@@ -95,6 +95,9 @@ bool ksplice_helper_unwind_error(void *state);
 bool ksplice_helper_unwind_in_user_mode(void *state);
 bool ksplice_helper_fatal_signal_pending(void);
 
+/* Hooks */
+int ksplice_helper_call_hook(unsigned long fn, bool returns_int);
+
 /* Time */
 u64 ksplice_helper_ktime_ns(void);
 u64 ksplice_helper_real_ns(void);

@@ -56,8 +56,10 @@ mod uapi;
 mod x86;
 
 mod conflicts;
+mod hooks;
 mod matching;
 mod refusal;
+mod shadow;
 mod stack_check;
 mod sys;
 mod trampoline;
@@ -136,6 +138,7 @@ impl kernel::InPlaceModule for KspliceModule {
         unsafe {
             REGISTRY.init();
             OPERATION.init();
+            shadow::SHADOW.init();
         };
         THIS_MODULE_PTR.store(module.as_ptr(), Ordering::Relaxed);
         let kernel = sys::init_kallsyms().and_then(|()| sys::register_int3());
@@ -157,6 +160,7 @@ impl kernel::InPlaceModule for KspliceModule {
 impl PinnedDrop for KspliceModule {
     fn drop(self: Pin<&mut Self>) {
         sys::unregister_int3();
+        shadow::free_everything();
         pr_info!("core unloaded\n");
     }
 }

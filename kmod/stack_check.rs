@@ -216,7 +216,22 @@ pub(crate) struct Checker {
     /// Return addresses that stand for others (`return_to_handler`,
     /// `__kretprobe_trampoline`, ...): a stack holding one needs a walk.
     hijacks: [u64; 3],
+    /// Bounds of the ranges and of the hijack addresses, so the scan
+    /// rejects most words with one comparison each.
+    bounds: (u64, u64),
+    hijack_bounds: (u64, u64),
     thread_size: u64,
+}
+
+/// `(lo, hi - lo)` of a set of values or ranges; an empty set gives a span
+/// no word falls in.
+fn bounds(values: impl Iterator<Item = (u64, u64)>) -> (u64, u64) {
+    let (lo, hi) = values.fold((u64::MAX, 0u64), |(lo, hi), (a, b)| (lo.min(a), hi.max(b)));
+    if lo > hi {
+        (u64::MAX, 0)
+    } else {
+        (lo, hi - lo)
+    }
 }
 
 // SAFETY: The snapshot's task pointers are only compared, or followed under
@@ -316,17 +331,20 @@ impl Checker {
                 )?;
             }
         }
+        let hijacks = [
+            syms.return_to_handler,
+            syms.kretprobe_trampoline,
+            syms.rethook_trampoline,
+        ];
         Ok(Self {
+            bounds: bounds(ranges.list.iter().map(|r| (r.start, r.end))),
+            hijack_bounds: bounds(hijacks.iter().filter(|&&h| h != 0).map(|&h| (h, h + 1))),
             ranges,
             layout: sys::task_layout(),
             snapshot: KVVec::new(),
             cpus,
             exit_lists: exit_lists()?,
-            hijacks: [
-                syms.return_to_handler,
-                syms.kretprobe_trampoline,
-                syms.rethook_trampoline,
-            ],
+            hijacks,
             thread_size: sys::thread_size(),
         })
     }
@@ -451,9 +469,12 @@ impl Checker {
         // SAFETY: As the caller promises; `sp` is 8-byte aligned on x86-64
         // kernel stacks at a switch.
         let stack = unsafe { core::slice::from_raw_parts(sp as *const u64, words) };
-        stack
-            .iter()
-            .any(|&w| self.ranges.contains(w) || (w != 0 && self.hijacks.contains(&w)))
+        let (lo, span) = self.bounds;
+        let (hlo, hspan) = self.hijack_bounds;
+        stack.iter().any(|&w| {
+            (w.wrapping_sub(lo) < span && self.ranges.contains(w))
+                || (w.wrapping_sub(hlo) < hspan && self.hijacks.contains(&w))
+        })
     }
 
     /// Phase two, on the leader CPU inside the stop, after every CPU has

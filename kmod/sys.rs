@@ -90,6 +90,7 @@ extern "C" {
     fn ksplice_helper_unwind_in_user_mode(state: *mut c_void) -> bool;
     fn ksplice_helper_fatal_signal_pending() -> bool;
     fn ksplice_helper_ktime_ns() -> u64;
+    fn ksplice_helper_call_hook(func: u64, returns_int: bool) -> c_int;
     fn ksplice_helper_real_ns() -> u64;
     fn unwind_next_frame(state: *mut c_void) -> bool;
     fn unwind_get_return_address(state: *mut c_void) -> u64;
@@ -296,6 +297,17 @@ pub(crate) fn sleep_ms(ms: u32) -> bool {
 pub(crate) fn fatal_signal_pending() -> bool {
     // SAFETY: Reads the current task's signal state.
     unsafe { ksplice_helper_fatal_signal_pending() }
+}
+
+/// Calls an update's hook function.
+///
+/// # Safety
+///
+/// `func` must be a function of a loaded module with the C prototype
+/// `int (*)(void)` (`returns_int`) or `void (*)(void)`.
+pub(crate) unsafe fn call_hook(func: u64, returns_int: bool) -> i32 {
+    // SAFETY: As the caller promises.
+    unsafe { ksplice_helper_call_hook(func, returns_int) }
 }
 
 /// Monotonic time in ns.

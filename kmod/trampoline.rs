@@ -26,6 +26,7 @@ use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, O
 use kernel::prelude::*;
 
 use crate::conflicts;
+use crate::hooks::{self, Hooks};
 use crate::payload::Payload;
 use crate::refusal::{refuse, Refusal};
 use crate::runpre;
@@ -170,6 +171,8 @@ enum Outcome {
     Unreliable(Busy),
     /// Site `index` no longer holds what was matched or written.
     Changed(usize),
+    /// A check hook (this function) refused with this value.
+    HookRefused(u64, i32),
 }
 
 /// The `(site, target)` pairs whose `int3` the die notifier resolves while
@@ -215,6 +218,7 @@ struct Round<'a> {
     aliases: &'a [TextAlias],
     targets: &'a [(u64, u64)],
     checker: Option<&'a Checker>,
+    hooks: Option<&'a Hooks>,
     cpus: u32,
     claimed: AtomicBool,
     arrived: AtomicU32,
@@ -284,12 +288,23 @@ impl Round<'_> {
         if let Some(i) = self.sites.iter().position(|s| !s.holds(!applying)) {
             return Outcome::Changed(i);
         }
+        let (check, act) = if applying {
+            (hooks::Kind::CheckApply, hooks::Kind::Apply)
+        } else {
+            (hooks::Kind::CheckUndo, hooks::Kind::Undo)
+        };
+        if let Some((func, rc)) = self.hooks.and_then(|h| h.check(check)) {
+            return Outcome::HookRefused(func, rc);
+        }
         // COMMIT POINT: every check passed; only infallible writes follow.
         INT3_COUNT.store(self.targets.len(), Ordering::Release);
         INT3_SITES.store(self.targets.as_ptr().cast_mut(), Ordering::Release);
         // Every CPU must see the targets before it can meet an int3; the
         // writes below must not be moved above the publication.
         fence(Ordering::SeqCst);
+        if let Some(hooks) = self.hooks {
+            hooks.act(act);
+        }
         self.write(|s| if applying { s.jmp } else { first5(&s.saved) });
         Outcome::Written
     }
@@ -388,19 +403,21 @@ pub(crate) fn commit(
     direction: Direction,
     sites: &[Site],
     mut checker: Option<&mut Checker>,
+    hooks: Option<&Hooks>,
     retry: Retry,
 ) -> Result<u64, Refusal> {
     let mut targets = KVec::with_capacity(sites.len(), GFP_KERNEL)?;
     for s in sites {
         targets.push((s.site, s.target), GFP_KERNEL)?;
     }
-    attempts(direction, sites, &mut checker, retry, &targets)
+    attempts(direction, sites, &mut checker, hooks, retry, &targets)
 }
 
 fn attempts(
     direction: Direction,
     sites: &[Site],
     checker: &mut Option<&mut Checker>,
+    hooks: Option<&Hooks>,
     retry: Retry,
     targets: &[(u64, u64)],
 ) -> Result<u64, Refusal> {
@@ -451,6 +468,7 @@ fn attempts(
             aliases: &aliases,
             targets,
             checker: checker.as_deref(),
+            hooks,
             cpus: sys::num_online_cpus(),
             claimed: AtomicBool::new(false),
             arrived: AtomicU32::new(0),
@@ -472,7 +490,7 @@ fn attempts(
         drop(lock);
         match last {
             Outcome::Written => return Ok(pause),
-            Outcome::Changed(_) => break,
+            Outcome::Changed(_) | Outcome::HookRefused(..) => break,
             Outcome::Busy(_) | Outcome::Unreliable(_) => {}
         }
     }
@@ -486,6 +504,12 @@ fn attempts(
                 Abort::CodeChanged,
                 "the bytes at {at} changed since they were checked"
             )
+        }
+        Outcome::HookRefused(func, rc) => {
+            let mut buf = sys::symbol_buffer();
+            let at = core::str::from_utf8(sys::symbol_at(func, &mut buf)).unwrap_or("?");
+            let kind = if direction == Direction::Apply { "check_apply" } else { "check_undo" };
+            refuse!(Abort::HookFailed, "{kind} hook {at} returned {rc}")
         }
         Outcome::Unreliable(b) => refuse!(
             Abort::CodeBusy,

@@ -18,6 +18,7 @@
 use kernel::prelude::*;
 
 use crate::conflicts;
+use crate::hooks::{self, Hooks};
 use crate::matching::{self, Applied};
 use crate::notes;
 use crate::payload::{Payload, SymbolKind};
@@ -65,6 +66,7 @@ pub(crate) struct Update {
     /// The replaced functions' names, one line each, in `sites` order.
     names: KVec<u8>,
     new_code: KVec<NewCode>,
+    hooks: Hooks,
     depends_on: KVec<Dependency>,
     pub(crate) applied_at_ns: u64,
     pub(crate) pause_ns: u64,
@@ -377,6 +379,7 @@ pub(crate) fn apply(
     let reg = crate::REGISTRY.lock();
     let payload = check_target(&reg, bytes)?;
     let (module, places) = open_module(module_name, &payload, bytes)?;
+    let hooks = Hooks::read(&module)?;
 
     let lock = TextLock::lock();
     let mut applied = KVec::new();
@@ -416,6 +419,7 @@ pub(crate) fn apply(
             state: UpdateState::Applied,
             names: function_names(&payload, &sites)?,
             new_code: copy_new_code(&payload, &places)?,
+            hooks,
             sites,
             module,
             depends_on,
@@ -427,8 +431,17 @@ pub(crate) fn apply(
         GFP_KERNEL,
     )?;
     let mut checker = Checker::new(ranges)?;
-    let pause = trampoline::commit(Direction::Apply, &node.sites, Some(&mut checker), retry)?;
+    let pause = committed(&node.hooks, hooks::Kind::PreApply, hooks::Kind::FailApply, || {
+        trampoline::commit(
+            Direction::Apply,
+            &node.sites,
+            Some(&mut checker),
+            Some(&node.hooks),
+            retry,
+        )
+    })?;
     // Applied: from here on nothing can fail.
+    let _ = node.hooks.run(hooks::Kind::PostApply);
     let mut node = node;
     node.applied_at_ns = sys::real_ns();
     node.pause_ns = pause;
@@ -447,12 +460,27 @@ pub(crate) fn apply(
     })
 }
 
+/// Runs the pre hooks, then `commit`; if either refuses, the fail hooks,
+/// which undo what the pre hooks did.
+fn committed(
+    hooks: &Hooks,
+    pre: hooks::Kind,
+    fail: hooks::Kind,
+    commit: impl FnOnce() -> Result<u64, Refusal>,
+) -> Result<u64, Refusal> {
+    let result = hooks.run(pre).and_then(|()| commit());
+    if result.is_err() {
+        let _ = hooks.run(fail);
+    }
+    result
+}
+
 /// Undoes the applied update `id`. The caller holds the operation lock.
 pub(crate) fn undo(
         id: &[u8],
     retry: Retry,
 ) -> Result<Done, Refusal> {
-    let (sites, ranges) = {
+    let (sites, ranges, hooks) = {
         let reg = crate::REGISTRY.lock();
         let Some(update) = reg.find(id) else {
             let id = core::str::from_utf8(id).unwrap_or("?");
@@ -486,11 +514,14 @@ pub(crate) fn undo(
         for s in update.sites.iter() {
             sites.push(*s, GFP_KERNEL)?;
         }
-        (sites, update.new_code_ranges()?)
+        (sites, update.new_code_ranges()?, update.hooks.try_clone()?)
     };
     let mut checker = Checker::new(ranges)?;
-    let pause = trampoline::commit(Direction::Undo, &sites, Some(&mut checker), retry)?;
+    let pause = committed(&hooks, hooks::Kind::PreUndo, hooks::Kind::FailUndo, || {
+        trampoline::commit(Direction::Undo, &sites, Some(&mut checker), Some(&hooks), retry)
+    })?;
     // Reversed: from here on nothing can fail.
+    let _ = hooks.run(hooks::Kind::PostUndo);
     let mut reg = crate::REGISTRY.lock();
     if let Some(update) = reg.find_mut(id) {
         update.state = UpdateState::Reversed;
@@ -681,5 +712,5 @@ impl core::fmt::Write for Line<'_> {
 
 /// The pause of an empty stop_machine, run exactly like apply's.
 pub(crate) fn empty_stop() -> Result<u64, Refusal> {
-    trampoline::commit(Direction::Nothing, &[], None, Retry::new(1, 1))
+    trampoline::commit(Direction::Nothing, &[], None, None, Retry::new(1, 1))
 }

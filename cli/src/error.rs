@@ -21,6 +21,9 @@ pub enum ExitStatus {
     Refused = 5,
     /// Compiling the kernel objects or linking update.ko failed.
     BuildFailed = 6,
+    /// Nothing to apply: the patch compiles to the code the running kernel
+    /// already has (ksplice-create).
+    NothingToApply = 7,
 }
 
 impl From<ExitStatus> for std::process::ExitCode {
@@ -99,6 +102,7 @@ impl Error {
         match self {
             Self::NotLoaded { .. } => ExitStatus::NotLoaded,
             Self::PermissionDenied { .. } => ExitStatus::PermissionDenied,
+            Self::Create(crate::create::CreateError::NoChanges) => ExitStatus::NothingToApply,
             Self::Create(e) if e.is_refusal() => ExitStatus::Refused,
             Self::Refused { .. } | Self::RefusedUnknown { .. } => ExitStatus::Refused,
             Self::Create(

@@ -377,3 +377,204 @@ fn h_a_static_local_is_shared_with_the_running_kernel_not_copied() {
         "{places:?}"
     );
 }
+
+/// Runs ksplice-create with `--json` and returns its exit code and report.
+fn create_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = create(&all);
+    let report = serde_json::from_slice(&out.stdout).expect("--json prints one JSON object");
+    (out.status.code(), report)
+}
+
+fn strings(v: &serde_json::Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every object under the build whose recorded dependencies name `header`.
+fn includers(header: &str) -> BTreeSet<String> {
+    let header = kernel_dir()
+        .join("source")
+        .join(header)
+        .canonicalize()
+        .unwrap();
+    let vmlinux: BTreeSet<String> = Command::new("ar")
+        .arg("t")
+        .arg(kernel_dir().join("vmlinux.a"))
+        .output()
+        .map(|o| String::from_utf8(o.stdout).unwrap())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            Path::new(l)
+                .strip_prefix(kernel_dir())
+                .unwrap_or(Path::new(l))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut found = BTreeSet::new();
+    let mut stack = vec![kernel_dir().to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                if name != "source" {
+                    stack.push(entry.path());
+                }
+            } else if name.starts_with('.')
+                && name.ends_with(".o.cmd")
+                && std::fs::read_to_string(entry.path())
+                    .unwrap()
+                    .contains(header.to_str().unwrap())
+            {
+                let rel = dir.strip_prefix(kernel_dir()).unwrap();
+                let obj = rel.join(&name[1..name.len() - 4]);
+                found.insert(obj.to_string_lossy().into_owned());
+            }
+        }
+    }
+    found.retain(|o| vmlinux.contains(o));
+    found
+}
+
+#[test]
+fn l_a_header_change_that_only_adds_macros_compiles_nothing_and_has_nothing_to_apply() {
+    // The hunk ends inside a comment, where no #line may go.
+    let (code, report) = create_json(&[patch("l-header-macros.patch").to_str().unwrap()]);
+    assert_eq!(code, Some(7), "{report}");
+    assert_eq!(report["outcome"], "noop");
+    let affected = strings(&report["objects_affected"]);
+    assert_eq!(affected, includers("fs/proc/internal.h"));
+    assert!(affected.len() > 10, "{affected:?}");
+    assert_eq!(strings(&report["objects_compiled"]), BTreeSet::new());
+    assert!(report["seconds"]["preprocess"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn m_a_changed_macro_compiles_only_the_objects_that_use_it() {
+    let (code, report) = create_json(&[
+        "-o",
+        "/dev/null",
+        patch("m-header-macro-value.patch").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    // Independently: the includers whose own source uses PROC_NUMBUF.
+    let users: BTreeSet<String> = includers("fs/proc/internal.h")
+        .into_iter()
+        .filter(|o| {
+            let c = kernel_dir().join("source").join(o).with_extension("c");
+            std::fs::read_to_string(c).is_ok_and(|t| t.contains("PROC_NUMBUF"))
+        })
+        .collect();
+    assert!(!users.is_empty());
+    assert_eq!(strings(&report["objects_compiled"]), users);
+    assert!(strings(&report["objects_affected"]).len() > users.len());
+}
+
+#[test]
+fn n_a_fix_that_compiles_to_identical_code_has_nothing_to_apply() {
+    // The change is under CONFIG_PROC_CHILDREN, which the test kernel lacks.
+    let (code, report) = create_json(&[patch("n-disabled-config.patch").to_str().unwrap()]);
+    assert_eq!(code, Some(7), "{report}");
+    assert_eq!(report["outcome"], "noop");
+    assert_eq!(report["reason_kind"], "no_changes");
+    assert!(report["reason"]
+        .as_str()
+        .unwrap()
+        .contains("the running kernel's code is already equivalent"));
+    assert_eq!(
+        strings(&report["objects_compiled"]),
+        ["fs/proc/array.o".to_owned()].into()
+    );
+    assert_eq!(report["replaced"], serde_json::json!([]));
+}
+
+#[test]
+fn o_a_change_next_to_a_tracepoint_links_its_key_and_struct_without_exports() {
+    let (ko, payload) = build("o-tracepoint-caller.patch", "test-o");
+    assert_eq!(replaced_names(&payload), ["do_wait".to_owned()].into());
+    let data = std::fs::read(&ko).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let tracepoint = "__tracepoint_sched_process_wait";
+    // The jump label entry the loader consumes: a livepatch relocation.
+    assert!(file
+        .symbols()
+        .any(|s| s.name() == Ok(&format!(".klp.sym.vmlinux.{tracepoint},0"))));
+    assert!(file
+        .sections()
+        .any(|s| s.name() == Ok(".klp.rela.vmlinux.__jump_table")));
+    assert!(
+        !file
+            .symbols()
+            .any(|s| s.is_undefined() && s.name() == Ok(tracepoint)),
+        "{tracepoint} is not exported: the loader cannot resolve it"
+    );
+    // The code's own reference to the struct: a post relocation.
+    let p = Payload::parse(&payload).unwrap();
+    assert!(p
+        .post_relocs
+        .iter()
+        .any(|r| p.symbol_name(r.symbol) == tracepoint));
+}
+
+#[test]
+fn p_a_new_lockdep_key_is_carried_and_the_existing_keys_are_shared() {
+    let (_, payload) = build("p-new-lockdep-key.patch", "test-p");
+    assert_eq!(replaced_names(&payload), ["alloc_pid".to_owned()].into());
+    let p = Payload::parse(&payload).unwrap();
+    let places: Vec<&str> = (0..p.places.len()).map(|i| p.place_name(i)).collect();
+    let new_keys: Vec<&&str> = places.iter().filter(|n| n.starts_with("__key.")).collect();
+    assert_eq!(new_keys.len(), 1, "one new key, carried: {places:?}");
+    // alloc_pid's spin_lock_init and init_waitqueue_head keys exist in the
+    // running kernel: post relocations, local to kernel/pid.o.
+    let shared: BTreeSet<&str> = p
+        .post_relocs
+        .iter()
+        .map(|r| p.symbol_name(r.symbol))
+        .filter(|n| n.starts_with("__key."))
+        .collect();
+    assert_eq!(shared.len(), 2, "{shared:?}");
+}
+
+#[test]
+fn drm_style_missing_include_dirs_warnings_are_not_set_off_by_the_overlay() {
+    use ksplice::create::compile::{self, Job, Step};
+    use ksplice::create::kbuild::KernelTree;
+    let tree = KernelTree::open(kernel_dir()).unwrap();
+    let mut command = tree.compile_command("fs/proc/loadavg.o").unwrap().unwrap();
+    // drivers/gpu/drm's Makefile adds -Wmissing-include-dirs; the kernel
+    // turns warnings into errors.
+    let at = command.argv.len() - 4;
+    command
+        .argv
+        .insert(at, "-Werror=missing-include-dirs".to_owned());
+    let work = tempfile::tempdir().unwrap();
+    let overlay = work.path().join("overlay");
+    let source = std::fs::read_to_string(tree.srctree.join("fs/proc/loadavg.c")).unwrap();
+    let patched = source.replacen("%lu.%02lu", "%lu.%02lu ", 1);
+    compile::make_overlay(
+        &overlay,
+        &tree.srctree,
+        &[("fs/proc/loadavg.c", &patched)],
+        &[Path::new("fs/proc/loadavg.c")],
+    )
+    .unwrap();
+    let job = Job {
+        command: &command,
+        variant: "post",
+        overlay: Some(&overlay),
+        step: Step::Compile,
+    };
+    compile::run(&tree.objtree, &tree.srctree, work.path(), &job).unwrap();
+    let object = compile::output_path(work.path(), &job);
+    let data = std::fs::read(object).unwrap();
+    assert!(
+        data.windows(10).any(|w| w == b"%lu.%02lu "),
+        "the patched source was compiled"
+    );
+}

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ksplice::create::report::Report;
 use ksplice::create::{self, emit, Request};
 use ksplice::{Error, ExitStatus};
 use log::info;
@@ -15,7 +17,8 @@ use log::info;
 /// function, and links the changed functions into a module.
 ///
 /// Exit codes: 0 success, 1 failure, 2 usage error, 5 the patch cannot be
-/// turned into an update (reason given), 6 a compile or link failed.
+/// turned into an update (reason given), 6 a compile or link failed, 7
+/// nothing to apply: the running kernel's code is already equivalent.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -32,6 +35,10 @@ struct Args {
     /// Print which functions would be replaced and why, then stop.
     #[arg(long)]
     explain: bool,
+    /// Print the outcome as one JSON object on stdout (created, refused,
+    /// noop or failed, with the reason, functions, objects and timings).
+    #[arg(long, conflicts_with = "explain")]
+    json: bool,
     /// Keep the scratch directory here instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
@@ -49,7 +56,7 @@ struct Args {
     patch: PathBuf,
 }
 
-fn run(args: &Args) -> Result<ExitStatus, Error> {
+fn run(args: &Args, report: &mut Report, link: &mut Duration) -> Result<ExitStatus, Error> {
     let patch_text = std::fs::read_to_string(&args.patch).map_err(|source| Error::Io {
         path: args.patch.clone(),
         source,
@@ -62,9 +69,14 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
         eprintln!("ksplice-create: bad id '{id}': use 1-31 characters of [A-Za-z0-9_.-]");
         return Ok(ExitStatus::Usage);
     }
+    report.id.clone_from(&id);
     let scratch;
     let work_dir = match &args.work_dir {
-        Some(dir) => dir.clone(),
+        // Compilers run in the kernel tree: the path must be absolute.
+        Some(dir) => std::path::absolute(dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?,
         None => {
             // Next to the kernel cache when possible, so hard links work.
             scratch = tempfile::Builder::new()
@@ -104,6 +116,7 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
         }
         result => result?,
     };
+    report.analysed(&analysis);
     for note in &analysis.notes {
         eprintln!("ksplice-create: note: {note}");
     }
@@ -111,11 +124,14 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
         explain(&analysis);
         return Ok(ExitStatus::Success);
     }
+    let started = Instant::now();
     let post = emit::build_post_object(&analysis.tree, &id, &analysis.units)?;
+    report.functions(&post.summary.replaced, &post.summary.added);
     if !args.quiet {
         eprintln!("[link] update module {}", emit::module_name(&id));
     }
     let ko = emit::build_module(&analysis.tree, &work_dir.join("module"), &id, &post)?;
+    *link = started.elapsed();
     let output = args
         .output
         .clone()
@@ -128,6 +144,10 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
         "{} matched pre functions, {} post relocations",
         post.summary.matched, post.summary.post_relocs
     );
+    report.output = Some(output.clone());
+    if args.json {
+        return Ok(ExitStatus::Success);
+    }
     for (object, function) in &post.summary.replaced {
         println!("replace {function} ({object})");
     }
@@ -140,7 +160,14 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
 
 fn explain(analysis: &create::Analysis) {
     for (object, because) in &analysis.rebuilt {
-        println!("rebuilt {object} ({})", because.join(", "));
+        if analysis.compiled.contains(object) {
+            println!("rebuilt {object} ({})", because.join(", "));
+        } else {
+            println!(
+                "same    {object} ({}): preprocessed source unchanged",
+                because.join(", ")
+            );
+        }
     }
     for unit in &analysis.units {
         println!("{}:", unit.object);
@@ -173,5 +200,16 @@ fn explain(analysis: &create::Analysis) {
 fn main() -> ExitCode {
     let args = Args::parse();
     ksplice::init_logging(args.verbose);
-    ksplice::finish("ksplice-create", run(&args))
+    let started = Instant::now();
+    let mut report = Report::new(args.id.as_deref().unwrap_or(""));
+    let mut link = Duration::ZERO;
+    let result = run(&args, &mut report, &mut link);
+    if args.json {
+        report.finish(&result, link, started.elapsed());
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("ksplice-create: cannot print the report: {e}"),
+        }
+    }
+    ksplice::finish("ksplice-create", result)
 }

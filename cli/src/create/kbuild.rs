@@ -29,8 +29,11 @@ pub struct CompileCommand {
     pub object: String,
     /// The source file, as an absolute path inside the srctree.
     pub source: PathBuf,
-    /// The saved command line, split into words.
+    /// The compiler command line, split into words (an `objtool` run
+    /// kbuild chained after it is not part of it).
     pub argv: Vec<String>,
+    /// The loadable module the object is linked into (`-DMODULE`), if any.
+    pub module: Option<String>,
 }
 
 impl KernelTree {
@@ -100,33 +103,31 @@ impl KernelTree {
                 path: cmd_path.clone(),
                 why: "no savedcmd line",
             })?;
-        let argv = split_shell_words(line).ok_or_else(|| CreateError::BadCmdFile {
+        let words = split_shell_words(line).ok_or_else(|| CreateError::BadCmdFile {
             path: cmd_path.clone(),
             why: "unbalanced quotes",
         })?;
-        // Only a single compiler invocation "... -c -o OBJ SRC" is reproducible.
+        let argv = compiler_command(words, object).ok_or_else(|| CreateError::BadCmdFile {
+            path: cmd_path.clone(),
+            why: "not a plain 'cc ... -c -o OBJ SRC' command",
+        })?;
         let n = argv.len();
-        if n < 4
-            || argv[n - 4] != "-c"
-            || argv[n - 3] != "-o"
-            || argv[n - 2] != object
-            || argv.iter().any(|a| a == ";" || a == "&&")
-        {
-            return Err(CreateError::BadCmdFile {
-                path: cmd_path,
-                why: "not a plain 'cc ... -c -o OBJ SRC' command",
-            });
-        }
         let source = PathBuf::from(&argv[n - 1]);
         let source = if source.is_absolute() {
             source
         } else {
             self.srctree.join(source)
         };
+        let module = argv.iter().any(|a| a == "-DMODULE").then(|| {
+            argv.iter()
+                .find_map(|a| a.strip_prefix("-DKBUILD_MODNAME="))
+                .map_or_else(|| object.to_owned(), |m| m.trim_matches('"').to_owned())
+        });
         Ok(Some(CompileCommand {
             object: object.to_owned(),
             source,
             argv,
+            module,
         }))
     }
 
@@ -195,6 +196,34 @@ impl KernelTree {
         Ok(found)
     }
 
+    /// Every object linked into vmlinux, relative to the objtree: the
+    /// members of the thin archives `vmlinux.a` and the `lib.a` libraries
+    /// (whose members are linked when referenced).
+    pub fn vmlinux_objects(&self) -> Result<BTreeSet<String>, CreateError> {
+        let mut objects = BTreeSet::new();
+        for archive in ["vmlinux.a", "lib/lib.a", "arch/x86/lib/lib.a"] {
+            let path = self.objtree.join(archive);
+            let Ok(data) = fs::read(&path) else {
+                if archive == "vmlinux.a" {
+                    return Err(CreateError::NotAKernelTree {
+                        dir: self.objtree.clone(),
+                        missing: "vmlinux.a",
+                    });
+                }
+                continue;
+            };
+            let file = object::read::archive::ArchiveFile::parse(&*data)
+                .map_err(|e| CreateError::elf(&path, e))?;
+            let dir = Path::new(archive).parent().unwrap_or(Path::new(""));
+            for member in file.members() {
+                let member = member.map_err(|e| CreateError::elf(&path, e))?;
+                let name = String::from_utf8_lossy(member.name());
+                objects.insert(dir.join(&*name).to_string_lossy().into_owned());
+            }
+        }
+        Ok(objects)
+    }
+
     /// Exported vmlinux symbols and their namespaces, from `Module.symvers`.
     pub fn exports(&self) -> Result<HashMap<String, String>, CreateError> {
         let path = self.objtree.join("Module.symvers");
@@ -237,6 +266,27 @@ impl KernelTree {
             .map(<[u8]>::to_vec)
             .unwrap_or_default())
     }
+}
+
+/// The compiler invocation `cc ... -c -o OBJ SRC` of a saved command, which
+/// may be followed by `; objtool ... OBJ` runs (module objects, and some
+/// objects objtool only checks): those post-process or check the object
+/// and are not part of compiling it. Anything else is not reproducible.
+fn compiler_command(words: Vec<String>, object: &str) -> Option<Vec<String>> {
+    let mut parts = words.split(|w| w == ";");
+    let argv = parts.next()?.to_vec();
+    let n = argv.len();
+    let plain = n >= 4
+        && argv[n - 4] == "-c"
+        && argv[n - 3] == "-o"
+        && argv[n - 2] == object
+        && !argv.iter().any(|a| a == "&&" || a == "||" || a == "|");
+    let objtool_only = parts.all(|p| {
+        p.first().is_some_and(|w| w.ends_with("/objtool"))
+            && p.last().is_some_and(|w| w == object)
+            && !p.iter().any(|a| a == "&&" || a == "||" || a == "|")
+    });
+    (plain && objtool_only).then_some(argv)
 }
 
 /// Splits a kbuild command line into words, honouring '…', "…" and \.
@@ -310,5 +360,34 @@ mod tests {
             ]
         );
         assert_eq!(split_shell_words("gcc 'unterminated"), None);
+    }
+
+    #[test]
+    fn an_objtool_run_chained_after_the_compiler_is_not_part_of_the_compile() {
+        let words = |s: &str| split_shell_words(s).unwrap();
+        let compile = "gcc -DMODULE -c -o net/ipv4/ip_tunnel.o /s/net/ipv4/ip_tunnel.c";
+        let with_objtool = format!(
+            "{compile} ; ./tools/objtool/objtool --orc --link --module net/ipv4/ip_tunnel.o"
+        );
+        assert_eq!(
+            compiler_command(words(&with_objtool), "net/ipv4/ip_tunnel.o"),
+            Some(words(compile))
+        );
+        assert_eq!(
+            compiler_command(words(compile), "net/ipv4/ip_tunnel.o"),
+            Some(words(compile))
+        );
+        for bad in [
+            format!("{compile} ; cp net/ipv4/ip_tunnel.o /tmp"),
+            format!("{compile} ; ./tools/objtool/objtool --orc other.o"),
+            "gcc -c -o other.o x.c".to_owned(),
+            format!("{compile} && true"),
+        ] {
+            assert_eq!(
+                compiler_command(words(&bad), "net/ipv4/ip_tunnel.o"),
+                None,
+                "{bad}"
+            );
+        }
     }
 }

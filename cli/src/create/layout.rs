@@ -26,10 +26,11 @@ use std::path::Path;
 use log::{debug, info};
 
 use self::compare::{Roots, Types};
+use super::compile::{self, Job, Step};
 use super::emit::Unit;
 use super::kbuild::{CompileCommand, KernelTree};
 use super::objdiff::{Item, Target};
-use super::{CreateError, Job, Request};
+use super::{CreateError, Request};
 
 /// What the check compared and accepted, for `--explain`.
 #[derive(Debug, Default)]
@@ -88,11 +89,13 @@ pub fn check(
                     command,
                     variant: "pre-debug",
                     overlay: pre_overlay,
+                    step: Step::Compile,
                 },
                 Job {
                     command,
                     variant: "post-debug",
                     overlay: Some(overlay),
+                    step: Step::Compile,
                 },
             ]
         })
@@ -102,7 +105,13 @@ pub fn check(
             "compiling {} objects again with -g for their types",
             commands.len()
         );
-        super::run_jobs(tree, req, &jobs)?;
+        compile::run_all(
+            &tree.objtree,
+            &tree.srctree,
+            req.work_dir,
+            &jobs,
+            req.progress,
+        )?;
     }
     report.analysis_compiles = commands.len();
 

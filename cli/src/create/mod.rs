@@ -4,31 +4,33 @@
 //! 2. find the affected objects: changed `.c` files plus every object whose
 //!    kbuild dependencies name a changed header (`kbuild`);
 //! 3. compile each twice with the kernel's own saved command plus
-//!    `-ffunction-sections -fdata-sections`: pre from the untouched source,
-//!    post with an overlay of the patched files searched first (no copy of
-//!    the tree is made);
+//!    `-ffunction-sections -fdata-sections` (`compile`): pre from the
+//!    untouched source, post with an overlay of the patched files searched
+//!    first (no copy of the tree is made); for header changes, only the
+//!    objects whose preprocessed source differs;
 //! 4. compare pre and post function by function (`objdiff`);
-//! 5. write `post.o` and the payload and link `update.ko` with kbuild (`emit`).
+//! 5. write `post.o` and the payload (with `ksplice_core::writer`) and link
+//!    `update.ko` with kbuild (`emit`).
 //!
 //! The user's kernel tree is only read: every output goes to a scratch
 //! directory.
 
+pub mod compile;
 pub mod emit;
+pub mod hooks;
 pub mod kbuild;
 pub mod layout;
 pub mod objdiff;
 pub mod patch;
-pub mod payload;
+pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
+use self::compile::{Job, Step};
 use self::kbuild::{CompileCommand, KernelTree};
 use self::patch::FileKind;
 
@@ -56,6 +58,9 @@ pub enum CreateError {
     #[error("{path}: {why}")]
     UnsupportedChange { path: String, why: String },
 
+    #[error("{object} is part of module {module}: patching loadable modules is not supported yet")]
+    ModuleCode { object: String, module: String },
+
     #[error("{object}: the initial value of {symbol} changed; data changes need a hook")]
     DataChange { object: String, symbol: String },
 
@@ -69,8 +74,14 @@ pub enum CreateError {
         log: String,
     },
 
-    #[error("the patch changes no code that the running kernel has built in")]
+    #[error(
+        "nothing to apply: the running kernel's code is already equivalent \
+         (the patch changes no code it has built in)"
+    )]
     NoChanges,
+
+    #[error("cannot write the payload: {0}")]
+    Payload(ksplice_core::writer::WriteError),
 
     #[error("kbuild could not link the update module in {dir}:\n{log}")]
     KbuildFailed { dir: PathBuf, log: String },
@@ -93,6 +104,25 @@ impl CreateError {
         }
     }
 
+    /// A stable name for the kind of error, for machine-readable reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::Elf { .. } => "bad_object",
+            Self::NotAKernelTree { .. } => "not_a_kernel_tree",
+            Self::BadCmdFile { .. } => "bad_cmd_file",
+            Self::BadPatch(_) => "bad_patch",
+            Self::UnsupportedChange { .. } => "unsupported_change",
+            Self::ModuleCode { .. } => "module",
+            Self::DataChange { .. } => "data_change",
+            Self::LayoutChange { .. } => "layout_change",
+            Self::CompileFailed { .. } => "compile_failed",
+            Self::NoChanges => "no_changes",
+            Self::Payload(_) => "payload",
+            Self::KbuildFailed { .. } => "kbuild_failed",
+        }
+    }
+
     /// Whether the patch itself is what cannot be turned into an update.
     pub fn is_refusal(&self) -> bool {
         matches!(
@@ -100,7 +130,7 @@ impl CreateError {
             Self::UnsupportedChange { .. }
                 | Self::DataChange { .. }
                 | Self::LayoutChange { .. }
-                | Self::NoChanges
+                | Self::ModuleCode { .. }
         )
     }
 }
@@ -140,10 +170,26 @@ pub struct Analysis {
     pub notes: Vec<String>,
     /// Functions named in the patch, per file (for "why" reports).
     pub touched: BTreeMap<String, Vec<String>>,
-    /// Every object rebuilt, with the changed files it depends on.
+    /// Every object the patch affects, with the changed files it depends on.
     pub rebuilt: BTreeMap<String, Vec<String>>,
     /// What the type-layout check compared and accepted.
     pub layout: layout::Report,
+    /// The affected objects that were compiled: those whose preprocessed
+    /// source the patch changes.
+    pub compiled: BTreeSet<String>,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// Time spent in each step of [`analyse`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Preprocessing (header changes only).
+    pub preprocess: Duration,
+    /// Compiling pre and post.
+    pub compile: Duration,
+    /// Comparing the objects.
+    pub compare: Duration,
 }
 
 /// The default update id: the first 8 hex digits of the patch's SHA-256.
@@ -172,37 +218,53 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         .filter(|f| f.kind == FileKind::Header)
         .map(|f| f.path.clone())
         .collect();
+    // Objects of vmlinux and of loadable modules; the rest (the boot
+    // decompressor, the vDSO, ...) is not code ksplice can reach.
+    let in_vmlinux = tree.vmlinux_objects()?;
+    let command_of = |object: &str| -> Result<Option<CompileCommand>, CreateError> {
+        if in_vmlinux.contains(object) {
+            return tree.compile_command(object);
+        }
+        Ok(tree
+            .compile_command(object)
+            .ok()
+            .flatten()
+            .filter(|c| c.module.is_some()))
+    };
+    let mut add =
+        |object: String, command: CompileCommand, because: &mut dyn Iterator<Item = String>| {
+            affected
+                .entry(object)
+                .or_insert(Affected {
+                    command,
+                    because: Vec::new(),
+                })
+                .because
+                .extend(because);
+        };
     for file in files.iter().filter(|f| f.kind == FileKind::CSource) {
         let object = format!("{}.o", file.path.trim_end_matches(".c"));
-        match tree.compile_command(&object)? {
-            Some(command) => {
-                affected
-                    .entry(object)
-                    .or_insert(Affected {
-                        command,
-                        because: Vec::new(),
-                    })
-                    .because
-                    .push(file.path.clone());
-            }
+        match command_of(&object)? {
+            Some(command) => add(object, command, &mut std::iter::once(file.path.clone())),
             None => notes.push(format!(
-                "{}: not built into this kernel ({object} does not exist); skipped",
+                "{}: not built into this kernel's vmlinux or modules; skipped",
                 file.path
             )),
         }
     }
     if !headers.is_empty() {
+        let mut elsewhere = 0;
         for (object, hs) in tree.objects_depending_on(&headers)? {
-            if let Some(command) = tree.compile_command(&object)? {
-                affected
-                    .entry(object)
-                    .or_insert(Affected {
-                        command,
-                        because: Vec::new(),
-                    })
-                    .because
-                    .extend(hs);
+            match command_of(&object)? {
+                Some(command) => add(object, command, &mut hs.into_iter()),
+                None => elsewhere += 1,
             }
+        }
+        if elsewhere > 0 {
+            notes.push(format!(
+                "{elsewhere} objects outside vmlinux and modules (boot code, vDSO, ...) \
+                 include a changed header; skipped"
+            ));
         }
     }
     if affected.is_empty() {
@@ -217,51 +279,106 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
     // left them, post also the patched files.
     let pre_overlay = req.work_dir.join("pre-overlay");
     let overlay = req.work_dir.join("overlay");
-    for (path, text) in &base {
-        write_file(&pre_overlay.join(path), text.as_bytes())?;
-        write_file(&overlay.join(path), text.as_bytes())?;
-    }
-    for file in &files {
-        write_file(&overlay.join(&file.path), file.post_text.as_bytes())?;
-    }
-    for a in affected.values() {
-        let rel = a
-            .command
-            .source
-            .strip_prefix(&tree.srctree)
-            .unwrap_or(&a.command.source);
-        for dir in [&pre_overlay, &overlay] {
-            let in_overlay = dir.join(rel);
-            if (!base.is_empty() || dir == &overlay) && !in_overlay.exists() {
-                let text = fs::read(&a.command.source)
-                    .map_err(|e| CreateError::io(&a.command.source, e))?;
-                write_file(&in_overlay, &text)?;
-            }
-        }
-    }
-    let pre_overlay = (!base.is_empty()).then_some(pre_overlay);
-
-    let jobs: Vec<Job> = affected
+    let sources: Vec<&Path> = affected
         .values()
-        .flat_map(|a| {
-            [
-                Job {
-                    command: &a.command,
-                    variant: "pre",
-                    overlay: pre_overlay.as_deref(),
-                },
-                Job {
-                    command: &a.command,
-                    variant: "post",
-                    overlay: Some(&overlay),
-                },
-            ]
+        .map(|a| {
+            a.command
+                .source
+                .strip_prefix(&tree.srctree)
+                .unwrap_or(&a.command.source)
         })
         .collect();
-    run_jobs(&tree, req, &jobs)?;
+    let pre_files: Vec<(&str, &str)> = base.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    let mut post_files = pre_files.clone();
+    post_files.retain(|(p, _)| !files.iter().any(|f| f.path == *p));
+    post_files.extend(
+        files
+            .iter()
+            .map(|f| (f.path.as_str(), f.post_text.as_str())),
+    );
+    // A patch that declares hooks or uses shadow data includes the header
+    // ksplice ships; only its post build can see it.
+    if files
+        .iter()
+        .any(|f| f.post_text.contains(hooks::HEADER_INCLUDE))
+    {
+        post_files.push((hooks::HEADER_PATH, hooks::HEADER));
+    }
+    if !base.is_empty() {
+        compile::make_overlay(&pre_overlay, &tree.srctree, &pre_files, &sources)?;
+    }
+    compile::make_overlay(&overlay, &tree.srctree, &post_files, &sources)?;
+    let pre_overlay = (!base.is_empty()).then_some(pre_overlay);
+    let job = |object: &str, variant: &'static str, step: Step| Job {
+        command: &affected[object].command,
+        variant,
+        overlay: if variant == "pre" {
+            pre_overlay.as_deref()
+        } else {
+            Some(&overlay)
+        },
+        step,
+    };
+    let both = |object: &str, step: Step| [job(object, "pre", step), job(object, "post", step)];
+    let mut timings = Timings::default();
 
+    // A header change reaches many objects and leaves most of their code
+    // alone: preprocess them first (far cheaper than compiling) and compile
+    // only those whose preprocessed source differs. The same tells whether
+    // the patch changes code of a loadable module.
+    let mut compiled: Vec<String> = affected.keys().cloned().collect();
+    if !headers.is_empty() || affected.values().any(|a| a.command.module.is_some()) {
+        let started = Instant::now();
+        let jobs: Vec<Job> = compiled
+            .iter()
+            .flat_map(|o| both(o, Step::Preprocess))
+            .collect();
+        let digests = compile::run_all(
+            &tree.objtree,
+            &tree.srctree,
+            req.work_dir,
+            &jobs,
+            req.progress,
+        )?;
+        let mut pairs = digests.chunks(2);
+        compiled.retain(|object| {
+            let same = matches!(
+                pairs.next(),
+                Some([compile::Output::Preprocessed(a), compile::Output::Preprocessed(b)]) if a == b
+            );
+            if same {
+                debug!("{object}: same preprocessed source before and after; not compiled");
+            }
+            !same
+        });
+        timings.preprocess = started.elapsed();
+    }
+    if let Some(module) = compiled
+        .iter()
+        .find_map(|o| Some((o, affected[o].command.module.as_ref()?)))
+    {
+        return Err(CreateError::ModuleCode {
+            object: module.0.clone(),
+            module: module.1.clone(),
+        });
+    }
+    let started = Instant::now();
+    let jobs: Vec<Job> = compiled
+        .iter()
+        .flat_map(|o| both(o, Step::Compile))
+        .collect();
+    compile::run_all(
+        &tree.objtree,
+        &tree.srctree,
+        req.work_dir,
+        &jobs,
+        req.progress,
+    )?;
+    timings.compile = started.elapsed();
+
+    let started = Instant::now();
     let mut units = Vec::new();
-    for object in affected.keys() {
+    for object in &compiled {
         let pre_path = req.work_dir.join("pre").join(object);
         let post_path = req.work_dir.join("post").join(object);
         let pre = objdiff::Object::read(&pre_path)?;
@@ -286,11 +403,23 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
             diff,
         });
     }
+    timings.compare = started.elapsed();
     // Before changed initial values: those are often a layout change's
     // symptom (an `offsetof` in a table), and the type says more.
     let layout = layout::check(&tree, req, &units, pre_overlay.as_deref(), &overlay)?;
+    // A changed initial value is live data the new code cannot reach by
+    // copying; the patch's apply hook must write it and its undo hook
+    // restore it.
+    let declared = hooks::declared(&units)?;
     for unit in &units {
         if let Some(symbol) = unit.diff.changed_data.first() {
+            if declared.contains("apply") && declared.contains("undo") {
+                notes.push(format!(
+                    "{}: the initial value of {symbol} changed; the patch's apply and undo hooks must set and restore it",
+                    unit.object
+                ));
+                continue;
+            }
             return Err(CreateError::DataChange {
                 object: unit.object.clone(),
                 symbol: symbol.clone(),
@@ -312,137 +441,9 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         touched,
         rebuilt,
         layout,
+        compiled: compiled.into_iter().collect(),
+        timings,
     })
-}
-
-struct Job<'a> {
-    command: &'a CompileCommand,
-    variant: &'static str,
-    /// For post builds: the overlay holding patched files and the sources
-    /// being compiled, searched before the srctree.
-    overlay: Option<&'a Path>,
-}
-
-/// Runs the compile jobs on all CPUs, printing progress.
-fn run_jobs(tree: &KernelTree, req: &Request<'_>, jobs: &[Job<'_>]) -> Result<(), CreateError> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let first_error: Mutex<Option<CreateError>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(jobs.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(job) = jobs.get(i) else { break };
-                if first_error.lock().map_or(true, |e| e.is_some()) {
-                    break;
-                }
-                let result = compile(tree, req.work_dir, job);
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                if req.progress {
-                    eprintln!(
-                        "[{n}/{}] CC {:4} {}",
-                        jobs.len(),
-                        job.variant,
-                        job.command.object
-                    );
-                }
-                if let Err(e) = result {
-                    if let Ok(mut slot) = first_error.lock() {
-                        slot.get_or_insert(e);
-                    }
-                }
-            });
-        }
-    });
-    match first_error.into_inner() {
-        Ok(Some(e)) => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// Compiles one object with the kernel's command, redirected to scratch.
-fn compile(tree: &KernelTree, work_dir: &Path, job: &Job<'_>) -> Result<(), CreateError> {
-    let out = work_dir.join(job.variant).join(&job.command.object);
-    let dep = work_dir
-        .join(job.variant)
-        .join(format!("{}.d", job.command.object));
-    if let Some(parent) = out.parent() {
-        fs::create_dir_all(parent).map_err(|e| CreateError::io(parent, e))?;
-    }
-    let src = tree.srctree.to_string_lossy().into_owned();
-    let argv = &job.command.argv;
-    let n = argv.len();
-    let mut args: Vec<String> = Vec::with_capacity(2 * n);
-    for (i, arg) in argv.iter().enumerate().skip(1) {
-        let mut arg = arg.clone();
-        if let Some(overlay) = job.overlay {
-            let overlay = overlay.to_string_lossy();
-            if let Some(dir) = arg
-                .strip_prefix("-I")
-                .and_then(|d| d.strip_prefix(src.as_str()))
-            {
-                // Patched headers shadow the originals, directory by directory.
-                args.push(format!("-I{overlay}{dir}"));
-            } else if let Some(map) = arg
-                .strip_prefix("-fmacro-prefix-map=")
-                .filter(|m| m.starts_with(src.as_str()))
-            {
-                // __FILE__ stays relative for files read from the overlay too.
-                args.push(format!("-fmacro-prefix-map={overlay}{}", &map[src.len()..]));
-            } else if i == n - 1
-                || arg.strip_prefix(src.as_str()).is_some_and(|rest| {
-                    Path::new(&overlay.to_string())
-                        .join(rest.trim_start_matches('/'))
-                        .exists()
-                })
-            {
-                // The source itself, and `-include`d files that were patched.
-                arg = arg.replacen(src.as_str(), &overlay, 1);
-            }
-        }
-        if i == n - 4 {
-            args.push("-ffunction-sections".into());
-            args.push("-fdata-sections".into());
-        }
-        if i == n - 2 {
-            args.push(out.to_string_lossy().into_owned());
-        } else if arg.starts_with("-Wp,-MMD,") || arg.starts_with("-Wp,-MD,") {
-            args.push(format!("-Wp,-MMD,{}", dep.display()));
-        } else {
-            args.push(arg);
-        }
-    }
-    debug!(
-        "{} {}: {} {}",
-        job.variant,
-        job.command.object,
-        argv[0],
-        args.join(" ")
-    );
-    let output = Command::new(&argv[0])
-        .args(&args)
-        .current_dir(&tree.objtree)
-        .output()
-        .map_err(|e| CreateError::io(Path::new(&argv[0]), e))?;
-    if !output.status.success() {
-        let log = String::from_utf8_lossy(&output.stderr).into_owned();
-        return Err(CreateError::CompileFailed {
-            object: job.command.object.clone(),
-            variant: job.variant,
-            log,
-        });
-    }
-    Ok(())
-}
-
-fn write_file(path: &Path, contents: &[u8]) -> Result<(), CreateError> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(|e| CreateError::io(parent, e))?;
-    }
-    fs::write(path, contents).map_err(|e| CreateError::io(path, e))
 }
 
 /// Names of the functions a unit replaces whose source the patch did not

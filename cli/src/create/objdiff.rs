@@ -40,6 +40,9 @@ pub struct Reloc {
     pub offset: u64,
     /// ELF `R_X86_64_*` type.
     pub r_type: u32,
+    /// For a PC-relative field in code: the distance to the end of its
+    /// instruction, which the addend includes (see [`pc_adjust`]).
+    pub pc_adjust: i64,
     /// What it points at.
     pub target: Target,
     /// Addend relative to `target` (for `Named`, relative to the symbol).
@@ -161,25 +164,50 @@ impl Object {
     }
 }
 
-/// Offset a PC-relative field is from the end of its instruction, assumed
-/// when locating what a relocation against a section symbol points at.
-pub fn pc_adjust(r_type: u32) -> i64 {
-    match r_type {
-        elf::R_X86_64_PC32 | elf::R_X86_64_PLT32 => 4,
-        _ => 0,
+/// Whether a relocation type is PC-relative, so its addend also holds the
+/// distance from the field to the end of its instruction.
+fn pc_relative(r_type: u32) -> bool {
+    matches!(r_type, elf::R_X86_64_PC32 | elf::R_X86_64_PLT32)
+}
+
+/// Where each instruction of `code` ends, by decoding it from the start
+/// (empty from the first byte that does not decode).
+pub fn instruction_ends(code: &[u8]) -> Vec<u64> {
+    let mut ends = Vec::new();
+    let mut at = 0usize;
+    while let Some(rest) = code.get(at..).filter(|r| !r.is_empty()) {
+        let Ok(insn) = ksplice_core::x86::decode(rest) else {
+            break;
+        };
+        at += usize::from(insn.len);
+        ends.push(at as u64);
+    }
+    ends
+}
+
+/// How far the end of the instruction holding a field at `offset` lies
+/// beyond the field: what a PC-relative addend includes besides the
+/// offset into its target (`lea x(%rip)` 4, `cmpb $0, x(%rip)` 5). Zero
+/// for other relocation types; 4 where `ends` does not reach `offset`.
+pub fn pc_adjust(r_type: u32, offset: u64, ends: &[u64]) -> i64 {
+    if !pc_relative(r_type) {
+        return 0;
+    }
+    match ends.iter().find(|&&end| end > offset) {
+        Some(&end) if end - offset >= 4 => (end - offset) as i64,
+        _ => 4,
     }
 }
 
-/// Normalises the target of a relocation in `file`. `in_code`: the field
-/// is an instruction operand (PC-relative ones then end 4 bytes before the
-/// next instruction); in data (`.long x - .`) the addend is exact.
+/// Normalises the target of a relocation in `file`. `pc_adjust` is what
+/// [`pc_adjust`] says for a field in code; in data (`.long x - .`) the
+/// addend is exact and it is 0.
 pub fn normalise(
     file: &ElfFile64<'_>,
     path: &Path,
-    r_type: u32,
     symbol: SymbolIndex,
     addend: i64,
-    in_code: bool,
+    pc_adjust: i64,
 ) -> Result<(Target, i64), CreateError> {
     let sym = file
         .symbol_by_index(symbol)
@@ -206,11 +234,7 @@ pub fn normalise(
         .map_err(|e| elf_error(path, e))?;
     let section_name = section.name().map_err(|e| elf_error(path, e))?.to_owned();
     let flags = section.elf_section_header().sh_flags(file.endian());
-    let at = if in_code {
-        addend.wrapping_add(pc_adjust(r_type))
-    } else {
-        addend
-    };
+    let at = addend.wrapping_add(pc_adjust);
     let strings = u64::from(elf::SHF_MERGE | elf::SHF_STRINGS);
     if flags & strings == strings {
         let data = section.data().map_err(|e| elf_error(path, e))?;
@@ -262,6 +286,12 @@ fn read_item(
             .ok_or_else(|| elf_error(path, "symbol outside its section"))?
             .to_vec()
     };
+    let in_code = header.sh_flags(file.endian()) & u64::from(elf::SHF_EXECINSTR) != 0;
+    let ends = if in_code {
+        instruction_ends(&bytes)
+    } else {
+        Vec::new()
+    };
     let mut relocs = Vec::new();
     for (offset, reloc) in section.relocations() {
         if offset < value || offset >= value + size {
@@ -273,11 +303,16 @@ fn read_item(
         let RelocationTarget::Symbol(raw_symbol) = reloc.target() else {
             return Err(elf_error(path, "relocation without a symbol"));
         };
-        let in_code = header.sh_flags(file.endian()) & u64::from(elf::SHF_EXECINSTR) != 0;
-        let (target, addend) = normalise(file, path, r_type, raw_symbol, reloc.addend(), in_code)?;
+        let adjust = if in_code {
+            pc_adjust(r_type, offset - value, &ends)
+        } else {
+            0
+        };
+        let (target, addend) = normalise(file, path, raw_symbol, reloc.addend(), adjust)?;
         relocs.push(Reloc {
             offset: offset - value,
             r_type,
+            pc_adjust: adjust,
             target,
             addend,
             raw_symbol,
@@ -335,6 +370,9 @@ pub struct Diff {
     /// Writable data whose initial value changed: refused, once the layout
     /// check has had its say.
     pub changed_data: BTreeSet<String>,
+    /// The pre name of every post data object that existed before
+    /// (static locals are renumbered by gcc; see [`pair_objects`]).
+    pub pre_names: BTreeMap<String, String>,
     /// Human-readable notes (skipped init code, ...).
     pub notes: Vec<String>,
 }
@@ -344,12 +382,20 @@ fn differing_bytes(a: &Item, b: &Item) -> usize {
     common + a.bytes.len().abs_diff(b.bytes.len())
 }
 
-fn same_relocs(a: &Item, b: &Item) -> bool {
+/// Whether `a` (pre) and `b` (post) relocate alike; a post target that
+/// `pairs` maps is compared by its pre name.
+fn same_relocs(a: &Item, b: &Item, pairs: &BTreeMap<String, String>) -> bool {
+    let pre_name = |t: &Target| match t {
+        Target::Named(n) => pairs
+            .get(n)
+            .map_or_else(|| t.clone(), |p| Target::Named(p.clone())),
+        t => t.clone(),
+    };
     a.relocs.len() == b.relocs.len()
         && a.relocs.iter().zip(&b.relocs).all(|(x, y)| {
             x.offset == y.offset
                 && x.r_type == y.r_type
-                && x.target == y.target
+                && x.target == pre_name(&y.target)
                 && x.addend == y.addend
         })
 }
@@ -378,23 +424,205 @@ pub fn strip_static_suffix(name: &str) -> &str {
     }
 }
 
-/// Finds the pre-side counterpart of a post data object.
-pub fn pre_object_name<'a>(pre: &'a Object, post_name: &str) -> Option<&'a str> {
-    if let Some((name, _)) = pre.objects.get_key_value(post_name) {
-        return Some(name);
+/// The function or datum a (possibly gcc-cloned) name belongs to:
+/// `foo.isra.0`, `foo.constprop.1`, `foo.part.0` and `foo.cold` are `foo`.
+fn owner_name(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
+}
+
+/// How a data object is used in its object file: the items (by owner
+/// name) that refer to it and, per reference, what the relocations just
+/// before and after it name (the string literal, the callee, ...).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Usage {
+    users: BTreeSet<String>,
+    signature: BTreeSet<(String, Option<Target>, Option<Target>)>,
+}
+
+fn neutral(target: &Target) -> Target {
+    match target {
+        Target::Named(n) => Target::Named(strip_static_suffix(owner_name(n)).to_owned()),
+        t => t.clone(),
     }
-    let base = strip_static_suffix(post_name);
-    let mut candidates = pre
-        .objects
-        .keys()
-        .filter(|n| strip_static_suffix(n) == base);
-    let first = candidates.next()?;
-    candidates.next().is_none().then_some(first.as_str())
+}
+
+fn usage(object: &Object, name: &str) -> Usage {
+    let target = Target::Named(name.to_owned());
+    let mut u = Usage::default();
+    for item in object.functions.values().chain(object.objects.values()) {
+        for (i, r) in item.relocs.iter().enumerate() {
+            if r.target != target {
+                continue;
+            }
+            let user = strip_static_suffix(owner_name(&item.name)).to_owned();
+            let around = |j: Option<usize>| {
+                j.and_then(|j| item.relocs.get(j))
+                    .map(|r| neutral(&r.target))
+            };
+            u.signature
+                .insert((user.clone(), around(i.checked_sub(1)), around(Some(i + 1))));
+            u.users.insert(user);
+        }
+    }
+    u
+}
+
+/// Whether `name` carries a number gcc or `__COUNTER__` gave it.
+fn numbered(name: &str) -> bool {
+    strip_static_suffix(name) != name
+}
+
+/// Votes from the functions both builds have: their relocations, aligned
+/// by the longest common prefix and suffix of what they point at (numbers
+/// aside), pair the numbered objects they name at the same place. The
+/// alignment is taken twice, favouring the prefix and favouring the
+/// suffix; only places both agree on vote, so code the patch inserted
+/// never pairs with code that was already there.
+fn votes(pre: &Object, post: &Object) -> Vec<(String, String)> {
+    let mut votes = Vec::new();
+    for (name, after) in &post.functions {
+        let Some(before) = pre.functions.get(name) else {
+            continue;
+        };
+        let a: Vec<Target> = before.relocs.iter().map(|r| neutral(&r.target)).collect();
+        let b: Vec<Target> = after.relocs.iter().map(|r| neutral(&r.target)).collect();
+        let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let suffix = a
+            .iter()
+            .rev()
+            .zip(b.iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
+        let short = a.len().min(b.len());
+        // (pre index, post index) pairs of each alignment.
+        let align = |p: usize, s: usize| -> BTreeSet<(usize, usize)> {
+            (0..p)
+                .map(|i| (i, i))
+                .chain((1..=s).map(|k| (a.len() - k, b.len() - k)))
+                .collect()
+        };
+        let by_prefix = align(prefix, suffix.min(short - prefix));
+        let by_suffix = align(prefix.min(short - suffix), suffix);
+        for &(i, j) in by_prefix.intersection(&by_suffix) {
+            if let (Target::Named(x), Target::Named(y)) =
+                (&before.relocs[i].target, &after.relocs[j].target)
+            {
+                if numbered(x) && pre.objects.contains_key(x) && post.objects.contains_key(y) {
+                    votes.push((y.clone(), x.clone()));
+                }
+            }
+        }
+    }
+    votes
+}
+
+/// Pairs the post data objects of an object file with their pre
+/// counterparts (post name -> pre name). Names gcc numbers (`__key.3`,
+/// `__warned.12`, `__UNIQUE_ID_x_77`) are static locals and macro
+/// instances whose numbers shift when the patch adds one, so they are
+/// paired by how they are used instead: first where the functions both
+/// builds have refer to them at the same place (see [`votes`]), then, for
+/// the rest, by having the same users, the same relocations around each
+/// use, or overlapping users, each only when exactly one candidate fits on
+/// both sides. A post object left without a counterpart is new data,
+/// unless a pre object of the same base name is left too: then which is
+/// which cannot be told, and that is refused.
+pub fn pair_objects(pre: &Object, post: &Object) -> Result<BTreeMap<String, String>, String> {
+    let mut pairs = BTreeMap::new();
+    let mut groups: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    for name in post.objects.keys() {
+        if !numbered(name) {
+            if pre.objects.contains_key(name) {
+                pairs.insert(name.clone(), name.clone());
+            }
+        } else {
+            groups
+                .entry(strip_static_suffix(name))
+                .or_default()
+                .1
+                .push(name);
+        }
+    }
+    for name in pre.objects.keys().filter(|n| numbered(n)) {
+        if let Some(group) = groups.get_mut(strip_static_suffix(name)) {
+            group.0.push(name);
+        }
+    }
+    // Votes that agree both ways pair at once.
+    let mut by_post: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut by_pre: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (q, p) in votes(pre, post) {
+        by_post.entry(q.clone()).or_default().insert(p.clone());
+        by_pre.entry(p).or_default().insert(q);
+    }
+    let voted: BTreeMap<&str, &str> = by_post
+        .iter()
+        .filter_map(|(q, ps)| {
+            let p = (ps.len() == 1).then(|| ps.first())??;
+            (by_pre.get(p)?.len() == 1).then_some((q.as_str(), p.as_str()))
+        })
+        .collect();
+    for (mut pre_left, mut post_left) in groups.into_values() {
+        post_left.retain(|q| match voted.get(q) {
+            Some(p) if pre_left.contains(p) => {
+                pairs.insert((*q).to_owned(), (*p).to_owned());
+                pre_left.retain(|n| n != p);
+                false
+            }
+            _ => true,
+        });
+        let pre_use: BTreeMap<&str, Usage> = pre_left.iter().map(|n| (*n, usage(pre, n))).collect();
+        let post_use: BTreeMap<&str, Usage> =
+            post_left.iter().map(|n| (*n, usage(post, n))).collect();
+        type Fits = fn(&Usage, &Usage) -> bool;
+        let rules: [Fits; 3] = [
+            |a, b| a.users == b.users,
+            |a, b| !a.signature.is_empty() && a.signature == b.signature,
+            |a, b| !a.users.is_disjoint(&b.users),
+        ];
+        for fits in rules {
+            loop {
+                let unique = post_left.iter().find_map(|&q| {
+                    let mut ps = pre_left
+                        .iter()
+                        .filter(|&&p| fits(&pre_use[p], &post_use[q]));
+                    let p = *ps.next()?;
+                    let only_p = ps.next().is_none();
+                    let only_q = post_left
+                        .iter()
+                        .filter(|&&q2| fits(&pre_use[p], &post_use[q2]))
+                        .count()
+                        == 1;
+                    (only_p && only_q).then_some((p, q))
+                });
+                let Some((p, q)) = unique else { break };
+                pairs.insert(q.to_owned(), p.to_owned());
+                pre_left.retain(|&n| n != p);
+                post_left.retain(|&n| n != q);
+            }
+        }
+        if !pre_left.is_empty() && !post_left.is_empty() {
+            return Err(format!(
+                "cannot tell which of the static variables {} are new and which are {} \
+                 (gcc's numbering is no guide)",
+                post_left.join(", "),
+                pre_left.join(", ")
+            ));
+        }
+    }
+    Ok(pairs)
 }
 
 /// Compares the pre and post builds of `object_name`.
 pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, CreateError> {
-    let mut d = Diff::default();
+    let pre_names = pair_objects(pre, post).map_err(|why| CreateError::UnsupportedChange {
+        path: object_name.to_owned(),
+        why,
+    })?;
+    let mut d = Diff {
+        pre_names,
+        ..Diff::default()
+    };
     for (name, after) in &post.functions {
         let Some(before) = pre.functions.get(name) else {
             if after.is_init_or_exit() {
@@ -410,7 +638,7 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
         if before.bytes != after.bytes {
             reasons.push(Reason::ChangedBytes(differing_bytes(before, after)));
         }
-        if !same_relocs(before, after) {
+        if !same_relocs(before, after, &d.pre_names) {
             reasons.push(Reason::ChangedRelocations);
         }
         if reasons.is_empty() {
@@ -430,7 +658,7 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
         d.changed.insert(name.clone(), reasons);
     }
     for (name, after) in &post.objects {
-        let Some(pre_name) = pre_object_name(pre, name) else {
+        let Some(pre_name) = d.pre_names.get(name) else {
             if after.is_init_or_exit() {
                 continue;
             }
@@ -444,8 +672,9 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
             continue;
         };
         let before = &pre.objects[pre_name];
-        let same =
-            before.size == after.size && before.bytes == after.bytes && same_relocs(before, after);
+        let same = before.size == after.size
+            && before.bytes == after.bytes
+            && same_relocs(before, after, &d.pre_names);
         if same || after.is_init_or_exit() {
             continue;
         }
@@ -546,11 +775,11 @@ pub fn patched_sites(
             continue;
         };
         let data = section.data().map_err(|e| elf_error(path, e))?;
-        for (offset, r_type, sym, addend) in symbol_relocs(&section) {
+        for (offset, _, sym, addend) in symbol_relocs(&section) {
             if offset as usize % size != 0 {
                 continue;
             }
-            let (target, at) = normalise(&file, path, r_type, sym, addend, false)?;
+            let (target, at) = normalise(&file, path, sym, addend, 0)?;
             if target != Target::Named(function.name.clone())
                 || at < 0
                 || at as u64 >= function.size
@@ -584,11 +813,159 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pc_relative_addends_are_adjusted_to_the_end_of_their_instruction() {
+        // cmpb $0x0,x(%rip) (an immediate follows the field); lea x(%rip),%rdi;
+        // call f; mov $x,%rdi (absolute).
+        let code = [
+            0x80, 0x3d, 0, 0, 0, 0, 0x00, //
+            0x48, 0x8d, 0x3d, 0, 0, 0, 0, //
+            0xe8, 0, 0, 0, 0, //
+            0x48, 0xc7, 0xc7, 0, 0, 0, 0,
+        ];
+        let ends = instruction_ends(&code);
+        assert_eq!(ends, [7, 14, 19, 26]);
+        assert_eq!(pc_adjust(elf::R_X86_64_PC32, 2, &ends), 5);
+        assert_eq!(pc_adjust(elf::R_X86_64_PC32, 10, &ends), 4);
+        assert_eq!(pc_adjust(elf::R_X86_64_PLT32, 15, &ends), 4);
+        assert_eq!(pc_adjust(elf::R_X86_64_32S, 22, &ends), 0);
+        // Undecodable code: the usual 4.
+        assert_eq!(pc_adjust(elf::R_X86_64_PC32, 2, &[]), 4);
+    }
+
+    #[test]
     fn cold_parts_are_recognised_by_name() {
         assert!(is_cold_part("loadavg_proc_show.cold"));
         assert!(is_cold_part("foo.constprop.0.cold"));
         assert!(!is_cold_part("cold_start"));
         assert!(!is_cold_part("foo.isra.0"));
+    }
+
+    /// An item named `name` whose relocations name `targets`, in order.
+    fn item(name: &str, targets: &[Target]) -> Item {
+        Item {
+            name: name.to_owned(),
+            symbol: SymbolIndex(0),
+            section: SectionIndex(0),
+            section_name: format!(".text.{name}"),
+            value: 0,
+            size: 64,
+            bytes: vec![0; 64],
+            relocs: targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Reloc {
+                    offset: 4 * i as u64,
+                    r_type: elf::R_X86_64_PC32,
+                    pc_adjust: 4,
+                    target: t.clone(),
+                    addend: -4,
+                    raw_symbol: SymbolIndex(0),
+                    raw_addend: -4,
+                })
+                .collect(),
+            local: true,
+            nobits: true,
+            writable: true,
+        }
+    }
+
+    fn named(n: &str) -> Target {
+        Target::Named(n.to_owned())
+    }
+
+    fn text(s: &str) -> Target {
+        Target::Str(s.as_bytes().to_vec())
+    }
+
+    fn object(functions: Vec<Item>, data: &[&str]) -> Object {
+        Object {
+            data: Vec::new(),
+            functions: functions.into_iter().map(|f| (f.name.clone(), f)).collect(),
+            objects: data.iter().map(|n| (n.to_string(), item(n, &[]))).collect(),
+        }
+    }
+
+    /// `init(key, name)`: the relocations of `spin_lock_init(name)` and
+    /// friends: a string literal, the key, the init function.
+    fn init(key: &str, name: &str, function: &str) -> [Target; 3] {
+        [text(name), named(key), named(function)]
+    }
+
+    #[test]
+    fn a_new_lockdep_key_is_new_data_and_the_renumbered_old_ones_are_paired() {
+        let pre = object(
+            vec![item(
+                "alloc_pid",
+                &[
+                    init("__key.0", "&pid->lock", "__raw_spin_lock_init"),
+                    init("__key.1", "&pid->wait_pidfd", "__init_waitqueue_head"),
+                ]
+                .concat(),
+            )],
+            &["__key.0", "__key.1", "pid_max"],
+        );
+        // The fix adds an init_rwsem() before the others: gcc numbers the
+        // new key 0 and shifts the rest.
+        let post = object(
+            vec![item(
+                "alloc_pid",
+                &[
+                    init("__key.0", "&sem", "__init_rwsem"),
+                    init("__key.1", "&pid->lock", "__raw_spin_lock_init"),
+                    init("__key.2", "&pid->wait_pidfd", "__init_waitqueue_head"),
+                ]
+                .concat(),
+            )],
+            &["__key.0", "__key.1", "__key.2", "pid_max"],
+        );
+        let pairs = pair_objects(&pre, &post).unwrap();
+        assert_eq!(pairs.get("__key.1").map(String::as_str), Some("__key.0"));
+        assert_eq!(pairs.get("__key.2").map(String::as_str), Some("__key.1"));
+        assert_eq!(
+            pairs.get("__key.0"),
+            None,
+            "the new key has no pre counterpart"
+        );
+        assert_eq!(pairs.get("pid_max").map(String::as_str), Some("pid_max"));
+    }
+
+    #[test]
+    fn static_locals_are_paired_by_owning_function_not_by_number() {
+        // f's counter was count.1, g's count.2; after the patch gcc numbers
+        // them the other way round.
+        let pre = object(
+            vec![
+                item("f", &[named("count.1")]),
+                item("g.isra.0", &[named("count.2")]),
+            ],
+            &["count.1", "count.2"],
+        );
+        let post = object(
+            vec![
+                item("f", &[named("count.2")]),
+                item("g.constprop.0", &[named("count.1")]),
+            ],
+            &["count.1", "count.2"],
+        );
+        let pairs = pair_objects(&pre, &post).unwrap();
+        assert_eq!(pairs.get("count.2").map(String::as_str), Some("count.1"));
+        assert_eq!(pairs.get("count.1").map(String::as_str), Some("count.2"));
+    }
+
+    #[test]
+    fn a_static_local_that_may_be_new_or_old_is_refused() {
+        // The old counter of f is gone and h has a new one: h could be f's
+        // code moved out of line (then it is the same state), so refuse.
+        let pre = object(vec![item("f", &[named("count.1")])], &["count.1"]);
+        let post = object(
+            vec![item("f", &[]), item("h", &[named("count.4")])],
+            &["count.4"],
+        );
+        let err = pair_objects(&pre, &post).unwrap_err();
+        assert!(err.contains("count.4") && err.contains("count.1"), "{err}");
+        // With no old counter left over, h's is plainly new.
+        let pre = object(vec![item("f", &[])], &[]);
+        assert_eq!(pair_objects(&pre, &post).unwrap().get("count.4"), None);
     }
 
     #[test]

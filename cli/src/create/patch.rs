@@ -169,7 +169,10 @@ pub fn apply_on(
 
         let mut touched_names = Vec::new();
         let mut lines: Vec<String> = patched.split_inclusive('\n').map(str::to_owned).collect();
+        let directive_ok = directive_lines(&patched);
         let original_lines: Vec<&str> = original.lines().collect();
+        // Where the next hunk starts (0-based, in the patched text).
+        let mut next_hunk = lines.len();
         // Last hunk first, so earlier insertion points stay valid.
         for hunk in patch.hunks().iter().rev() {
             // The enclosing definition, as `diff -p` finds it: the nearest
@@ -194,18 +197,20 @@ pub fn apply_on(
                 }
             }
             let (old, new) = (hunk.old_range(), hunk.new_range());
-            if old.len() == new.len() {
-                continue;
+            let this_hunk = new.start().saturating_sub(1);
+            if old.len() != new.len() {
+                // diffy's ranges are 1-based: the line after the hunk, or
+                // the first unchanged line after it where a directive is
+                // allowed (not inside a comment or a continued macro).
+                let after = new.start() + new.len() - 1;
+                let at = (after..next_hunk.min(lines.len()))
+                    .find(|&i| directive_ok.get(i).copied().unwrap_or(false));
+                if let Some(at) = at {
+                    let line = old.start() + old.len() + (at - after);
+                    lines.insert(at, format!("#line {line}\n"));
+                }
             }
-            // diffy's ranges are 1-based; the line after the hunk.
-            let insert_at = new.start() + new.len() - 1;
-            let continues_macro = insert_at
-                .checked_sub(1)
-                .and_then(|i| lines.get(i))
-                .is_some_and(|l| l.trim_end().ends_with('\\'));
-            if insert_at <= lines.len() && !continues_macro {
-                lines.insert(insert_at, format!("#line {}\n", old.start() + old.len()));
-            }
+            next_hunk = this_hunk;
         }
         touched_names.sort();
         touched_names.dedup();
@@ -219,6 +224,53 @@ pub fn apply_on(
         });
     }
     Ok(files)
+}
+
+/// For each line of C `text`: whether a preprocessor directive may be
+/// inserted before it, i.e. it does not start inside a block comment or
+/// continue the line before it (a trailing backslash: a macro definition,
+/// usually).
+fn directive_lines(text: &str) -> Vec<bool> {
+    let mut in_comment = false;
+    let mut continued = false;
+    let mut quote: Option<u8> = None;
+    let mut line_comment = false;
+    let mut ok = Vec::new();
+    for line in text.split_inclusive('\n') {
+        ok.push(!in_comment && !continued);
+        if !continued {
+            quote = None;
+            line_comment = false;
+        }
+        let body = line.trim_end_matches(['\n', '\r']).as_bytes();
+        let mut i = 0;
+        while i < body.len() && !line_comment {
+            let c = body[i];
+            let next = body.get(i + 1).copied();
+            if in_comment {
+                if c == b'*' && next == Some(b'/') {
+                    in_comment = false;
+                    i += 1;
+                }
+            } else if let Some(q) = quote {
+                if c == b'\\' {
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            } else if c == b'/' && next == Some(b'*') {
+                in_comment = true;
+                i += 1;
+            } else if c == b'/' && next == Some(b'/') {
+                line_comment = true;
+            } else if c == b'"' || c == b'\'' {
+                quote = Some(c);
+            }
+            i += 1;
+        }
+        continued = body.ends_with(b"\\");
+    }
+    ok
 }
 
 #[cfg(test)]
@@ -247,6 +299,38 @@ mod tests {
         );
         assert_eq!(files[0].kind, FileKind::CSource);
         assert!(files[0].touched_names.contains(&"a2".to_owned()));
+    }
+
+    #[test]
+    fn the_line_directive_waits_for_the_end_of_a_comment_or_macro() {
+        // The hunk's last context line opens a comment (as in a header
+        // gaining two macros): the directive goes after the comment.
+        let src = "#define A 1\n\n/*\n * text\n */\nint x;\n";
+        let dir = tree(&[("f.h", src)]);
+        let patch = "--- a/f.h\n+++ b/f.h\n@@ -1,3 +1,4 @@\n #define A 1\n+#define B 2\n \n /*\n";
+        let files = apply(patch, dir.path()).unwrap();
+        assert_eq!(
+            files[0].post_text,
+            "#define A 1\n#define B 2\n\n/*\n * text\n */\n#line 6\nint x;\n"
+        );
+        // ... and after a continued macro definition.
+        let src = "int a;\n#define M(x) \\\n\t(x)\nint b;\n";
+        let dir = tree(&[("g.c", src)]);
+        let patch = "--- a/g.c\n+++ b/g.c\n@@ -1,2 +1,3 @@\n int a;\n+int a2;\n #define M(x) \\\n";
+        let files = apply(patch, dir.path()).unwrap();
+        assert_eq!(
+            files[0].post_text,
+            "int a;\nint a2;\n#define M(x) \\\n\t(x)\n#line 4\nint b;\n"
+        );
+    }
+
+    #[test]
+    fn comment_and_continuation_state_is_tracked_line_by_line() {
+        let text = "a /* b\nc */ d\ne \"/*\" f\n// g /*\n#define h \\\n i\nj\n";
+        assert_eq!(
+            directive_lines(text),
+            [true, false, true, true, true, false, true]
+        );
     }
 
     #[test]

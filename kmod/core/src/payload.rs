@@ -130,229 +130,165 @@ pub trait Record: Sized {
     fn write(&self, out: &mut [u8]) -> Option<()>;
 }
 
-fn get_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
+/// An integer field of a record, stored little-endian.
+trait Field: Sized + Copy {
+    /// Reads the field at byte `at`, if it fits.
+    fn get(b: &[u8], at: usize) -> Option<Self>;
+    /// Writes the field at byte `at`, if it fits.
+    fn put(self, out: &mut [u8], at: usize) -> Option<()>;
 }
+
+macro_rules! le_field {
+    ($($ty:ty),*) => {$(
+        impl Field for $ty {
+            fn get(b: &[u8], at: usize) -> Option<Self> {
+                let end = at.checked_add(core::mem::size_of::<$ty>())?;
+                Some(<$ty>::from_le_bytes(b.get(at..end)?.try_into().ok()?))
+            }
+            fn put(self, out: &mut [u8], at: usize) -> Option<()> {
+                put(out, at, &self.to_le_bytes())
+            }
+        }
+    )*};
+}
+le_field!(u8, u16, u32, i64);
+
 fn get_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
+    u32::get(b, at)
 }
-fn get_i64(b: &[u8], at: usize) -> Option<i64> {
-    Some(i64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
+
 fn put(out: &mut [u8], at: usize, bytes: &[u8]) -> Option<()> {
     out.get_mut(at..at.checked_add(bytes.len())?)?
         .copy_from_slice(bytes);
     Some(())
 }
 
-/// A symbol named by relocations or replacements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SymbolRec {
-    /// Offset of the name in the blob.
-    pub name_off: u32,
-    /// Length of the name.
-    pub name_len: u16,
-    /// A [`SymbolKind`] value.
-    pub kind: u8,
-    /// [`SYMBOL_LOCAL`] and future flags.
-    pub flags: u8,
-}
-
-impl Record for SymbolRec {
-    const SIZE: usize = 8;
-    const TABLE: &'static str = "symbols";
-    fn read(b: &[u8]) -> Option<Self> {
-        Some(Self {
-            name_off: get_u32(b, 0)?,
-            name_len: get_u16(b, 4)?,
-            kind: *b.get(6)?,
-            flags: *b.get(7)?,
-        })
-    }
-    fn write(&self, out: &mut [u8]) -> Option<()> {
-        put(out, 0, &self.name_off.to_le_bytes())?;
-        put(out, 4, &self.name_len.to_le_bytes())?;
-        put(out, 6, &[self.kind, self.flags])
-    }
-}
-
-/// The pre code of one function, to be matched against the live kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FunctionRec {
-    /// Index of the function's symbol.
-    pub symbol: u32,
-    /// Offset of the code in the blob.
-    pub code_off: u32,
-    /// Length of the code (the symbol's size).
-    pub code_len: u32,
-    /// First of this function's records in `pre_relocs`.
-    pub reloc_first: u32,
-    /// Number of those records.
-    pub reloc_count: u32,
-}
-
-impl Record for FunctionRec {
-    const SIZE: usize = 20;
-    const TABLE: &'static str = "functions";
-    fn read(b: &[u8]) -> Option<Self> {
-        Some(Self {
-            symbol: get_u32(b, 0)?,
-            code_off: get_u32(b, 4)?,
-            code_len: get_u32(b, 8)?,
-            reloc_first: get_u32(b, 12)?,
-            reloc_count: get_u32(b, 16)?,
-        })
-    }
-    fn write(&self, out: &mut [u8]) -> Option<()> {
-        for (i, v) in [
-            self.symbol,
-            self.code_off,
-            self.code_len,
-            self.reloc_first,
-            self.reloc_count,
-        ]
-        .iter()
-        .enumerate()
-        {
-            put(out, i * 4, &v.to_le_bytes())?;
+/// Defines a record from one field table: the struct, and its [`Record`]
+/// decoding and encoding, each field at the byte offset given after `@`
+/// (bytes not named are zero padding). The layout is checked at compile
+/// time: every field lies inside the record, after the one before it.
+macro_rules! record {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident: $table:literal, $size:literal bytes {
+            $( $(#[$field_meta:meta])* pub $field:ident: $ty:ident @ $at:literal, )*
         }
-        Some(())
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl Record for $name {
+            const SIZE: usize = $size;
+            const TABLE: &'static str = $table;
+            fn read(b: &[u8]) -> Option<Self> {
+                Some(Self { $( $field: <$ty as Field>::get(b, $at)?, )* })
+            }
+            fn write(&self, out: &mut [u8]) -> Option<()> {
+                $( Field::put(self.$field, out, $at)?; )*
+                Some(())
+            }
+        }
+
+        const _: () = {
+            let mut end = 0;
+            $(
+                assert!($at >= end, "record fields overlap or are out of order");
+                end = $at + core::mem::size_of::<$ty>();
+            )*
+            assert!(end <= $size, "a record field lies outside the record");
+        };
+    };
+}
+
+record! {
+    /// A symbol named by relocations or replacements.
+    pub struct SymbolRec: "symbols", 8 bytes {
+        /// Offset of the name in the blob.
+        pub name_off: u32 @ 0,
+        /// Length of the name.
+        pub name_len: u16 @ 4,
+        /// A [`SymbolKind`] value.
+        pub kind: u8 @ 6,
+        /// [`SYMBOL_LOCAL`] and future flags.
+        pub flags: u8 @ 7,
     }
 }
 
-/// A relocation of pre code: `offset` is relative to the function start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RelocRec {
-    /// Offset of the field in the function.
-    pub offset: u32,
-    /// Index of the target symbol.
-    pub symbol: u32,
-    /// A [`RelocKind`] value (the ELF type number).
-    pub kind: u8,
-    /// The ELF addend.
-    pub addend: i64,
-}
-
-impl Record for RelocRec {
-    const SIZE: usize = 24;
-    const TABLE: &'static str = "relocations";
-    fn read(b: &[u8]) -> Option<Self> {
-        Some(Self {
-            offset: get_u32(b, 0)?,
-            symbol: get_u32(b, 4)?,
-            kind: *b.get(8)?,
-            addend: get_i64(b, 16)?,
-        })
-    }
-    fn write(&self, out: &mut [u8]) -> Option<()> {
-        put(out, 0, &self.offset.to_le_bytes())?;
-        put(out, 4, &self.symbol.to_le_bytes())?;
-        put(out, 8, &[self.kind])?;
-        put(out, 16, &self.addend.to_le_bytes())
+record! {
+    /// The pre code of one function, to be matched against the live kernel.
+    pub struct FunctionRec: "functions", 20 bytes {
+        /// Index of the function's symbol.
+        pub symbol: u32 @ 0,
+        /// Offset of the code in the blob.
+        pub code_off: u32 @ 4,
+        /// Length of the code (the symbol's size).
+        pub code_len: u32 @ 8,
+        /// First of this function's records in `pre_relocs`.
+        pub reloc_first: u32 @ 12,
+        /// Number of those records.
+        pub reloc_count: u32 @ 16,
     }
 }
 
-/// One entry of update.ko's `__ksplice_places` table: a new function or a
-/// data object the update carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PlaceRec {
-    /// Offset of the name in the blob.
-    pub name_off: u32,
-    /// Length of the name.
-    pub name_len: u16,
-    /// A [`SymbolKind`] value (function or object).
-    pub kind: u8,
-    /// Reserved, zero.
-    pub flags: u8,
-    /// Size in bytes; post relocations must lie inside it.
-    pub size: u32,
-}
-
-impl Record for PlaceRec {
-    const SIZE: usize = 12;
-    const TABLE: &'static str = "places";
-    fn read(b: &[u8]) -> Option<Self> {
-        Some(Self {
-            name_off: get_u32(b, 0)?,
-            name_len: get_u16(b, 4)?,
-            kind: *b.get(6)?,
-            flags: *b.get(7)?,
-            size: get_u32(b, 8)?,
-        })
-    }
-    fn write(&self, out: &mut [u8]) -> Option<()> {
-        put(out, 0, &self.name_off.to_le_bytes())?;
-        put(out, 4, &self.name_len.to_le_bytes())?;
-        put(out, 6, &[self.kind, self.flags])?;
-        put(out, 8, &self.size.to_le_bytes())
+record! {
+    /// A relocation of pre code: `offset` is relative to the function start.
+    pub struct RelocRec: "relocations", 24 bytes {
+        /// Offset of the field in the function.
+        pub offset: u32 @ 0,
+        /// Index of the target symbol.
+        pub symbol: u32 @ 4,
+        /// A [`RelocKind`] value (the ELF type number).
+        pub kind: u8 @ 8,
+        /// The ELF addend.
+        pub addend: i64 @ 16,
     }
 }
 
-/// Redirect the function matched by `function` to the new code at `place`.
-/// The table is sorted by `function`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReplacementRec {
-    /// Index into `functions`: the old function (its pre code must match).
-    pub function: u32,
-    /// Index into `places`: the replacement.
-    pub place: u32,
-}
-
-impl Record for ReplacementRec {
-    const SIZE: usize = 8;
-    const TABLE: &'static str = "replacements";
-    fn read(b: &[u8]) -> Option<Self> {
-        Some(Self {
-            function: get_u32(b, 0)?,
-            place: get_u32(b, 4)?,
-        })
-    }
-    fn write(&self, out: &mut [u8]) -> Option<()> {
-        put(out, 0, &self.function.to_le_bytes())?;
-        put(out, 4, &self.place.to_le_bytes())
+record! {
+    /// One entry of update.ko's `__ksplice_places` table: a new function or a
+    /// data object the update carries.
+    pub struct PlaceRec: "places", 12 bytes {
+        /// Offset of the name in the blob.
+        pub name_off: u32 @ 0,
+        /// Length of the name.
+        pub name_len: u16 @ 4,
+        /// A [`SymbolKind`] value (function or object).
+        pub kind: u8 @ 6,
+        /// Reserved, zero.
+        pub flags: u8 @ 7,
+        /// Size in bytes; post relocations must lie inside it.
+        pub size: u32 @ 8,
     }
 }
 
-/// A field of update.ko that names a kernel symbol the module loader must
-/// not resolve; the core writes it from the run-pre results.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PostRelocRec {
-    /// Index into `places`.
-    pub place: u32,
-    /// Offset of the field in the place.
-    pub offset: u32,
-    /// Index of the target symbol.
-    pub symbol: u32,
-    /// A [`RelocKind`] value.
-    pub kind: u8,
-    /// The ELF addend.
-    pub addend: i64,
+record! {
+    /// Redirect the function matched by `function` to the new code at `place`.
+    /// The table is sorted by `function`.
+    pub struct ReplacementRec: "replacements", 8 bytes {
+        /// Index into `functions`: the old function (its pre code must match).
+        pub function: u32 @ 0,
+        /// Index into `places`: the replacement.
+        pub place: u32 @ 4,
+    }
 }
 
-impl Record for PostRelocRec {
-    const SIZE: usize = 24;
-    const TABLE: &'static str = "post relocations";
-    fn read(b: &[u8]) -> Option<Self> {
-        Some(Self {
-            place: get_u32(b, 0)?,
-            offset: get_u32(b, 4)?,
-            symbol: get_u32(b, 8)?,
-            kind: *b.get(12)?,
-            addend: get_i64(b, 16)?,
-        })
-    }
-    fn write(&self, out: &mut [u8]) -> Option<()> {
-        put(out, 0, &self.place.to_le_bytes())?;
-        put(out, 4, &self.offset.to_le_bytes())?;
-        put(out, 8, &self.symbol.to_le_bytes())?;
-        put(out, 12, &[self.kind])?;
-        put(out, 16, &self.addend.to_le_bytes())
+record! {
+    /// A field of update.ko that names a kernel symbol the module loader must
+    /// not resolve; the core writes it from the run-pre results.
+    pub struct PostRelocRec: "post relocations", 24 bytes {
+        /// Index into `places`.
+        pub place: u32 @ 0,
+        /// Offset of the field in the place.
+        pub offset: u32 @ 4,
+        /// Index of the target symbol.
+        pub symbol: u32 @ 8,
+        /// A [`RelocKind`] value.
+        pub kind: u8 @ 12,
+        /// The ELF addend.
+        pub addend: i64 @ 16,
     }
 }
 
@@ -377,35 +313,17 @@ impl SiteKind {
     }
 }
 
-/// A spot in a function's pre code that the kernel patches at runtime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SiteRec {
-    /// Index into `functions`.
-    pub function: u32,
-    /// Offset of the site in the function.
-    pub offset: u32,
-    /// Length of the site in bytes.
-    pub len: u16,
-    /// A [`SiteKind`] value.
-    pub kind: u8,
-}
-
-impl Record for SiteRec {
-    const SIZE: usize = 12;
-    const TABLE: &'static str = "sites";
-    fn read(b: &[u8]) -> Option<Self> {
-        Some(Self {
-            function: get_u32(b, 0)?,
-            offset: get_u32(b, 4)?,
-            len: get_u16(b, 8)?,
-            kind: *b.get(10)?,
-        })
-    }
-    fn write(&self, out: &mut [u8]) -> Option<()> {
-        put(out, 0, &self.function.to_le_bytes())?;
-        put(out, 4, &self.offset.to_le_bytes())?;
-        put(out, 8, &self.len.to_le_bytes())?;
-        put(out, 10, &[self.kind])
+record! {
+    /// A spot in a function's pre code that the kernel patches at runtime.
+    pub struct SiteRec: "sites", 12 bytes {
+        /// Index into `functions`.
+        pub function: u32 @ 0,
+        /// Offset of the site in the function.
+        pub offset: u32 @ 4,
+        /// Length of the site in bytes.
+        pub len: u16 @ 8,
+        /// A [`SiteKind`] value.
+        pub kind: u8 @ 10,
     }
 }
 
@@ -866,122 +784,32 @@ pub const TABLE_COUNT: usize = TABLES;
 pub(crate) mod tests {
     use super::*;
 
-    /// A minimal in-test writer: tables in header order, then the blob.
-    #[derive(Default)]
-    pub(crate) struct Builder {
-        pub symbols: Vec<SymbolRec>,
-        pub functions: Vec<FunctionRec>,
-        pub pre_relocs: Vec<RelocRec>,
-        pub places: Vec<PlaceRec>,
-        pub replacements: Vec<ReplacementRec>,
-        pub post_relocs: Vec<PostRelocRec>,
-        pub sites: Vec<SiteRec>,
-        pub blob: Vec<u8>,
-    }
+    use super::super::writer::Tables;
 
-    fn table<T: Record>(out: &mut Vec<u8>, records: &[T]) -> (u32, u32) {
-        let at = out.len() as u32;
-        for r in records {
-            let start = out.len();
-            out.resize(start + T::SIZE, 0);
-            r.write(&mut out[start..]).unwrap();
-        }
-        (at, records.len() as u32)
-    }
-
-    impl Builder {
-        pub(crate) fn add_name(&mut self, name: &str) -> (u32, u16) {
-            let off = self.blob.len() as u32;
-            self.blob.extend_from_slice(name.as_bytes());
-            (off, name.len() as u16)
-        }
-
-        pub(crate) fn add_symbol(&mut self, name: &str, kind: SymbolKind, flags: u8) -> u32 {
-            let (name_off, name_len) = self.add_name(name);
-            self.symbols.push(SymbolRec {
-                name_off,
-                name_len,
-                kind: kind as u8,
-                flags,
-            });
-            self.symbols.len() as u32 - 1
-        }
-
-        /// Adds a function with its code and `(offset, symbol, kind, addend)` relocations.
-        pub(crate) fn add_function(
-            &mut self,
-            symbol: u32,
-            code: &[u8],
-            relocs: &[(u32, u32, RelocKind, i64)],
-        ) -> u32 {
-            let code_off = self.blob.len() as u32;
-            self.blob.extend_from_slice(code);
-            let reloc_first = self.pre_relocs.len() as u32;
-            for &(offset, symbol, kind, addend) in relocs {
-                self.pre_relocs.push(RelocRec {
-                    offset,
-                    symbol,
-                    kind: kind as u8,
-                    addend,
-                });
-            }
-            self.functions.push(FunctionRec {
-                symbol,
-                code_off,
-                code_len: code.len() as u32,
-                reloc_first,
-                reloc_count: relocs.len() as u32,
-            });
-            self.functions.len() as u32 - 1
-        }
-
-        pub(crate) fn add_place(&mut self, name: &str, kind: SymbolKind, size: u32) -> u32 {
-            let (name_off, name_len) = self.add_name(name);
-            self.places.push(PlaceRec {
-                name_off,
-                name_len,
-                kind: kind as u8,
-                flags: 0,
-                size,
-            });
-            self.places.len() as u32 - 1
-        }
-
-        pub(crate) fn build(&self, id: &str) -> Vec<u8> {
-            let mut out = vec![0u8; HEADER_LEN];
-            let tables = [
-                table(&mut out, &self.symbols),
-                table(&mut out, &self.functions),
-                table(&mut out, &self.pre_relocs),
-                table(&mut out, &self.places),
-                table(&mut out, &self.replacements),
-                table(&mut out, &self.post_relocs),
-                table(&mut out, &self.sites),
-                {
-                    let at = out.len() as u32;
-                    out.extend_from_slice(&self.blob);
-                    (at, self.blob.len() as u32)
-                },
-            ];
-            let fields = HeaderFields {
-                id,
-                release: "7.3.4",
-                build_id: &[0xab; 20],
-            };
-            let header = encode_header(&fields, tables, out.len() as u32).unwrap();
-            out[..HEADER_LEN].copy_from_slice(&header);
-            out
-        }
+    /// Encodes `tables` under the header every test here uses.
+    pub(crate) fn build(tables: &Tables, id: &str) -> Vec<u8> {
+        let fields = HeaderFields {
+            id,
+            release: "7.3.4",
+            build_id: &[0xab; 20],
+        };
+        tables.encode(&fields).unwrap()
     }
 
     /// A payload replacing `loadavg_proc_show`, whose pre code calls `seq_printf`.
     pub(crate) fn sample() -> Vec<u8> {
-        let mut b = Builder::default();
-        let old = b.add_symbol("loadavg_proc_show", SymbolKind::Function, SYMBOL_LOCAL);
-        let callee = b.add_symbol("seq_printf", SymbolKind::Function, 0);
+        let mut b = Tables::default();
+        let old = b
+            .add_symbol("loadavg_proc_show", SymbolKind::Function, SYMBOL_LOCAL)
+            .unwrap();
+        let callee = b.add_symbol("seq_printf", SymbolKind::Function, 0).unwrap();
         let code = [0xf3, 0x0f, 0x1e, 0xfa, 0xe8, 0, 0, 0, 0, 0xc3];
-        let f = b.add_function(old, &code, &[(5, callee, RelocKind::Plt32, -4)]);
-        let new = b.add_place("loadavg_proc_show", SymbolKind::Function, 64);
+        let f = b
+            .add_function(old, &code, &[(5, callee, RelocKind::Plt32 as u8, -4)])
+            .unwrap();
+        let new = b
+            .add_place("loadavg_proc_show", SymbolKind::Function, 64)
+            .unwrap();
         b.replacements.push(ReplacementRec {
             function: f,
             place: new,
@@ -993,7 +821,7 @@ pub(crate) mod tests {
             kind: RelocKind::Plt32 as u8,
             addend: -4,
         });
-        b.build("fix-loadavg")
+        build(&b, "fix-loadavg")
     }
 
     #[test]
@@ -1031,6 +859,88 @@ pub(crate) mod tests {
         );
         assert_eq!(p.post_relocs.get(0).unwrap().offset, 10);
         assert_eq!(p.post_relocs.get(1), None);
+    }
+
+    /// Encodes `r` and checks the bytes, then that they decode back to `r`.
+    fn golden<T: Record + PartialEq + fmt::Debug>(r: T, bytes: &[u8]) {
+        let mut out = vec![0u8; T::SIZE];
+        r.write(&mut out).unwrap();
+        assert_eq!(out, bytes, "{} encoding changed", T::TABLE);
+        assert_eq!(T::read(bytes), Some(r));
+    }
+
+    #[test]
+    fn every_record_keeps_its_wire_encoding() {
+        golden(
+            SymbolRec {
+                name_off: 0x0403_0201,
+                name_len: 0x0605,
+                kind: 7,
+                flags: 8,
+            },
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+        );
+        golden(
+            FunctionRec {
+                symbol: 0x0403_0201,
+                code_off: 0x0807_0605,
+                code_len: 0x0c0b_0a09,
+                reloc_first: 0x100f_0e0d,
+                reloc_count: 0x1413_1211,
+            },
+            &(1..=20).collect::<Vec<u8>>(),
+        );
+        golden(
+            RelocRec {
+                offset: 0x0403_0201,
+                symbol: 0x0807_0605,
+                kind: 9,
+                addend: -2,
+            },
+            &[
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0, 0, 0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff,
+            ],
+        );
+        golden(
+            PlaceRec {
+                name_off: 0x0403_0201,
+                name_len: 0x0605,
+                kind: 7,
+                flags: 8,
+                size: 0x0c0b_0a09,
+            },
+            &(1..=12).collect::<Vec<u8>>(),
+        );
+        golden(
+            ReplacementRec {
+                function: 0x0403_0201,
+                place: 0x0807_0605,
+            },
+            &(1..=8).collect::<Vec<u8>>(),
+        );
+        golden(
+            PostRelocRec {
+                place: 0x0403_0201,
+                offset: 0x0807_0605,
+                symbol: 0x0c0b_0a09,
+                kind: 13,
+                addend: 0x1817_1615_1413_1211,
+            },
+            &[
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 0, 0, 0, 0x11, 0x12, 0x13, 0x14, 0x15,
+                0x16, 0x17, 0x18,
+            ],
+        );
+        golden(
+            SiteRec {
+                function: 0x0403_0201,
+                offset: 0x0807_0605,
+                len: 0x0a09,
+                kind: 11,
+            },
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0],
+        );
     }
 
     #[test]
@@ -1110,13 +1020,13 @@ pub(crate) mod tests {
 
     #[test]
     fn dangling_indexes_are_refused() {
-        let mut b = Builder::default();
-        let s = b.add_symbol("f", SymbolKind::Function, 0);
-        b.add_function(s, &[0xc3], &[]);
-        let place = b.add_place("f", SymbolKind::Function, 1);
+        let mut b = Tables::default();
+        let s = b.add_symbol("f", SymbolKind::Function, 0).unwrap();
+        b.add_function(s, &[0xc3], &[]).unwrap();
+        let place = b.add_place("f", SymbolKind::Function, 1).unwrap();
         b.replacements.push(ReplacementRec { function: 1, place });
         assert!(matches!(
-            Payload::parse(&b.build("x")),
+            Payload::parse(&build(&b, "x")),
             Err(ParseError::BadRecord {
                 table: "replacements",
                 ..
@@ -1128,7 +1038,7 @@ pub(crate) mod tests {
             place: 7,
         };
         assert!(matches!(
-            Payload::parse(&b.build("x")),
+            Payload::parse(&build(&b, "x")),
             Err(ParseError::BadRecord {
                 table: "replacements",
                 ..
@@ -1145,7 +1055,7 @@ pub(crate) mod tests {
         });
         // A 4-byte field does not fit a 1-byte place.
         assert!(matches!(
-            Payload::parse(&b.build("x")),
+            Payload::parse(&build(&b, "x")),
             Err(ParseError::BadRecord {
                 table: "post relocations",
                 ..
@@ -1155,15 +1065,19 @@ pub(crate) mod tests {
 
     #[test]
     fn relocations_outside_or_overlapping_their_function_are_refused() {
-        let mut b = Builder::default();
-        let s = b.add_symbol("f", SymbolKind::Function, 0);
+        let mut b = Tables::default();
+        let s = b.add_symbol("f", SymbolKind::Function, 0).unwrap();
         b.add_function(
             s,
             &[0xe8, 0, 0, 0, 0],
-            &[(1, s, RelocKind::Pc32, -4), (3, s, RelocKind::Pc32, -4)],
-        );
+            &[
+                (1, s, RelocKind::Pc32 as u8, -4),
+                (3, s, RelocKind::Pc32 as u8, -4),
+            ],
+        )
+        .unwrap();
         assert!(matches!(
-            Payload::parse(&b.build("x")),
+            Payload::parse(&build(&b, "x")),
             Err(ParseError::BadRecord {
                 table: "relocations",
                 ..
@@ -1172,22 +1086,22 @@ pub(crate) mod tests {
         b.pre_relocs.truncate(1);
         b.functions[0].reloc_count = 1;
         b.pre_relocs[0].offset = 2;
-        assert!(Payload::parse(&b.build("x")).is_err());
+        assert!(Payload::parse(&build(&b, "x")).is_err());
         b.pre_relocs[0].offset = 1;
-        assert!(Payload::parse(&b.build("x")).is_ok());
+        assert!(Payload::parse(&build(&b, "x")).is_ok());
         b.pre_relocs[0].kind = 3;
         assert!(
-            Payload::parse(&b.build("x")).is_err(),
+            Payload::parse(&build(&b, "x")).is_err(),
             "unknown relocation kind accepted"
         );
     }
 
     #[test]
     fn a_function_replaced_twice_is_refused() {
-        let mut b = Builder::default();
-        let s = b.add_symbol("f", SymbolKind::Function, 0);
-        b.add_function(s, &[0xc3], &[]);
-        let p = b.add_place("f", SymbolKind::Function, 1);
+        let mut b = Tables::default();
+        let s = b.add_symbol("f", SymbolKind::Function, 0).unwrap();
+        b.add_function(s, &[0xc3], &[]).unwrap();
+        let p = b.add_place("f", SymbolKind::Function, 1).unwrap();
         b.replacements.push(ReplacementRec {
             function: 0,
             place: p,
@@ -1196,7 +1110,7 @@ pub(crate) mod tests {
             function: 0,
             place: p,
         });
-        assert!(Payload::parse(&b.build("x")).is_err());
+        assert!(Payload::parse(&build(&b, "x")).is_err());
     }
 
     /// Bounded random mutation: no input makes the parser panic, and what it

@@ -1177,8 +1177,8 @@ pub fn trampoline_window(payload: &Payload<'_>, function: u32) -> Result<Window,
 mod tests {
     use std::collections::HashMap;
 
-    use super::super::payload::tests::Builder;
-    use super::super::payload::{SiteRec, SYMBOL_LOCAL};
+    use super::super::payload::HeaderFields;
+    use super::super::writer::{PayloadWriter, SymbolSpec};
     use super::*;
 
     /// `(offset, symbol, symbol kind, relocation kind, addend)`.
@@ -1202,30 +1202,31 @@ mod tests {
     type FnSpec<'a> = (&'a str, &'a [u8], &'a [R<'a>], &'a [(u32, u16, SiteKind)]);
 
     fn build_many(functions: &[FnSpec<'_>]) -> Vec<u8> {
-        let mut b = Builder::default();
+        let mut w = PayloadWriter::default();
         let mut symbols: HashMap<String, u32> = HashMap::new();
-        for &(name, code, relocs, sites) in functions {
-            let f = *symbols
+        let mut symbol = |w: &mut PayloadWriter, unit: Option<&str>, name: &str, kind| {
+            *symbols
                 .entry(name.to_string())
-                .or_insert_with(|| b.add_symbol(name, SymbolKind::Function, SYMBOL_LOCAL));
+                .or_insert_with(|| w.symbol(&SymbolSpec { unit, name, kind }).unwrap())
+        };
+        for &(name, code, relocs, sites) in functions {
+            let f = symbol(&mut w, Some("t.o"), name, SymbolKind::Function);
             let mut rs = Vec::new();
             for &(offset, sym, kind, rk, addend) in relocs {
-                let index = *symbols
-                    .entry(sym.to_string())
-                    .or_insert_with(|| b.add_symbol(sym, kind, 0));
-                rs.push((offset, index, rk, addend));
+                let index = symbol(&mut w, None, sym, kind);
+                rs.push((offset, index, rk as u8, addend));
             }
-            let index = b.add_function(f, code, &rs);
+            let index = w.add_function(f, code, &rs).unwrap();
             for &(offset, len, kind) in sites {
-                b.sites.push(SiteRec {
-                    function: index,
-                    offset,
-                    len,
-                    kind: kind as u8,
-                });
+                w.add_site(index, offset, len, kind);
             }
         }
-        b.build("t")
+        let header = HeaderFields {
+            id: "t",
+            release: "7.3.4",
+            build_id: &[0xab; 20],
+        };
+        w.finish(&header).unwrap()
     }
 
     /// What the matcher told the sink, with symbol names.

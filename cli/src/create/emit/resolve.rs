@@ -1,0 +1,387 @@
+//! Where a reference of the update leads: the policy that decides, for
+//! each symbol a carried function, datum or special-section entry names
+//! and the update does not carry, whether the module loader resolves it
+//! (an export) or ksplice.ko locates it in the running kernel, and how.
+//!
+//! Pure: it reads the unit's objects and the kernel's symbol lists, and
+//! writes nothing, so it is tested on in-memory symbol maps.
+
+use std::collections::HashMap;
+
+use ksplice_core::payload::SymbolKind;
+
+use super::Unit;
+
+/// What the running kernel offers a reference: its exports and symbols.
+pub struct KernelSymbols {
+    /// Exported vmlinux symbols and their namespaces (`Module.symvers`).
+    exports: HashMap<String, String>,
+    /// `System.map`: the type letter of each definition of a name.
+    system_map: HashMap<String, Vec<char>>,
+    /// `CONFIG_LIVEPATCH`: the loader applies `.klp.rela` relocations.
+    livepatch: bool,
+}
+
+/// An existing kernel symbol, as the payload names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Existing {
+    /// The object file it is local to, or `None` for a global.
+    pub unit: Option<String>,
+    /// Its name in the running kernel (a static local's pre-side name).
+    pub name: String,
+    /// Function or variable.
+    pub kind: SymbolKind,
+    /// How ksplice.ko learns its address.
+    pub locate: Locate,
+}
+
+/// How ksplice.ko learns the address of an [`Existing`] symbol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Locate {
+    /// A function of the unit: run-pre matches its pre code.
+    MatchFunction,
+    /// A variable of the unit: inferred at a relocation site of matched
+    /// pre code (or from kallsyms where its name is unique).
+    UnitData,
+    /// Another file's symbol: from kallsyms, or inferred where matched
+    /// pre code refers to it.
+    ByName,
+}
+
+/// Where a reference to a symbol the update does not carry leads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// An export: left undefined for the module loader; `namespace` (if
+    /// not empty) must be imported.
+    Export {
+        /// `EXPORT_SYMBOL_NS` namespace, or empty.
+        namespace: String,
+    },
+    /// Not exported: ksplice.ko writes the field after run-pre matching
+    /// (or, in entries the loader consumes, a livepatch relocation).
+    Existing(Existing),
+}
+
+impl KernelSymbols {
+    /// The kernel's exports (name -> namespace), `System.map` (name ->
+    /// type letters) and whether it has `CONFIG_LIVEPATCH`.
+    pub fn new(
+        exports: HashMap<String, String>,
+        system_map: HashMap<String, Vec<char>>,
+        livepatch: bool,
+    ) -> Self {
+        Self {
+            exports,
+            system_map,
+            livepatch,
+        }
+    }
+
+    /// Function or variable, from the `System.map` type letters.
+    pub fn kind_of(&self, name: &str) -> Option<SymbolKind> {
+        let letters = self.system_map.get(name)?;
+        Some(
+            if letters.iter().any(|c| matches!(c, 'T' | 't' | 'W' | 'w')) {
+                SymbolKind::Function
+            } else {
+                SymbolKind::Object
+            },
+        )
+    }
+
+    /// Whether exactly one kernel symbol has this name.
+    pub fn is_unique(&self, name: &str) -> bool {
+        self.system_map.get(name).is_some_and(|t| t.len() == 1)
+    }
+
+    /// The namespace of an export this module may import. Exports reserved
+    /// for named modules (`module:kvm`) are not ours to import.
+    fn importable(&self, name: &str) -> Option<&str> {
+        self.exports
+            .get(name)
+            .map(String::as_str)
+            .filter(|ns| !ns.starts_with("module:"))
+    }
+
+    /// Where a reference from `unit`'s carried code to `name`, which the
+    /// update does not carry, leads; `Err` says why it cannot be made.
+    pub fn resolve(&self, unit: &Unit, name: &str) -> Result<Binding, String> {
+        let local_to = |local: bool| local.then(|| unit.object.clone());
+        // Defined in this file but not carried: existing code or data.
+        if let Some(item) = unit.post.functions.get(name) {
+            if item.is_init_or_exit() {
+                return Err(format!(
+                    "new code references __init/__exit function {name}, which is gone after boot"
+                ));
+            }
+            return Ok(Binding::Existing(Existing {
+                unit: local_to(item.local),
+                name: name.to_owned(),
+                kind: SymbolKind::Function,
+                locate: Locate::MatchFunction,
+            }));
+        }
+        if let Some(item) = unit.post.objects.get(name) {
+            if item.is_init_or_exit() {
+                return Err(format!(
+                    "new code references __init/__exit data {name}, which is gone after boot"
+                ));
+            }
+            let pre_name = unit
+                .diff
+                .pre_names
+                .get(name)
+                .ok_or_else(|| format!("cannot tell which existing variable {name} is"))?;
+            return Ok(Binding::Existing(Existing {
+                unit: local_to(item.local),
+                name: pre_name.to_owned(),
+                kind: SymbolKind::Object,
+                locate: Locate::UnitData,
+            }));
+        }
+        // Undefined here: another file's global.
+        if let Some(namespace) = self.importable(name) {
+            return Ok(Binding::Export {
+                namespace: namespace.to_owned(),
+            });
+        }
+        let kind = self
+            .kind_of(name)
+            .ok_or_else(|| format!("{name} is neither exported nor in System.map"))?;
+        Ok(Binding::Existing(Existing {
+            unit: None,
+            name: name.to_owned(),
+            kind,
+            locate: Locate::ByName,
+        }))
+    }
+
+    /// Whether the module loader itself can resolve `existing` for an
+    /// entry it consumes at load time (jump labels, ...), before ksplice.ko
+    /// could write anything: through a livepatch relocation, which needs
+    /// `CONFIG_LIVEPATCH` and a unique global name.
+    pub fn loader_can_resolve(&self, existing: &Existing) -> Result<(), String> {
+        if existing.unit.is_some() || !self.is_unique(&existing.name) || !self.livepatch {
+            return Err(format!(
+                "a special section entry references {}, which is not exported \
+                 (load-time resolution needs a unique global and CONFIG_LIVEPATCH)",
+                existing.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use object::{SectionIndex, SymbolIndex};
+
+    use super::super::super::objdiff::{Diff, Item, Object};
+    use super::*;
+
+    /// An item of `section` with no bytes or relocations.
+    pub fn item(name: &str, section: &str, local: bool) -> Item {
+        Item {
+            name: name.to_owned(),
+            symbol: SymbolIndex(0),
+            section: SectionIndex(0),
+            section_name: section.to_owned(),
+            value: 0,
+            size: 8,
+            bytes: vec![0; 8],
+            relocs: Vec::new(),
+            local,
+            nobits: false,
+            writable: true,
+        }
+    }
+
+    /// An in-memory object holding `functions` and `objects`.
+    pub fn object(functions: &[Item], objects: &[Item]) -> Object {
+        let by_name = |items: &[Item]| -> BTreeMap<String, Item> {
+            items.iter().map(|i| (i.name.clone(), i.clone())).collect()
+        };
+        Object {
+            data: Vec::new(),
+            functions: by_name(functions),
+            objects: by_name(objects),
+        }
+    }
+
+    pub fn unit(pre: Object, post: Object) -> Unit {
+        Unit {
+            object: "kernel/exit.o".into(),
+            pre,
+            pre_path: PathBuf::from("pre/kernel/exit.o"),
+            post,
+            post_path: PathBuf::from("post/kernel/exit.o"),
+            diff: Diff::default(),
+        }
+    }
+
+    fn kernel(livepatch: bool) -> KernelSymbols {
+        let exports = [
+            ("printk", ""),
+            ("dma_buf_get", "DMA_BUF"),
+            ("kvm_get_kvm", "module:kvm"),
+        ];
+        let system_map = [
+            ("printk", "T"),
+            ("kvm_get_kvm", "T"),
+            ("nr_threads", "D"),
+            ("get_avenrun", "T"),
+            ("lockdep_init_map", "t"),
+            ("__tracepoint_sched_process_wait", "D"),
+            ("__already_done", "dbd"),
+        ];
+        KernelSymbols::new(
+            exports
+                .iter()
+                .map(|(n, ns)| (n.to_string(), ns.to_string()))
+                .collect(),
+            system_map
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.chars().collect()))
+                .collect(),
+            livepatch,
+        )
+    }
+
+    fn existing(unit: Option<&str>, name: &str, kind: SymbolKind, locate: Locate) -> Binding {
+        Binding::Existing(Existing {
+            unit: unit.map(str::to_owned),
+            name: name.to_owned(),
+            kind,
+            locate,
+        })
+    }
+
+    #[test]
+    fn exports_are_left_to_the_loader_with_their_namespace() {
+        let u = unit(object(&[], &[]), object(&[], &[]));
+        let k = kernel(true);
+        assert_eq!(
+            k.resolve(&u, "printk"),
+            Ok(Binding::Export {
+                namespace: String::new()
+            })
+        );
+        assert_eq!(
+            k.resolve(&u, "dma_buf_get"),
+            Ok(Binding::Export {
+                namespace: "DMA_BUF".into()
+            })
+        );
+    }
+
+    #[test]
+    fn exports_reserved_for_a_named_module_are_treated_as_not_exported() {
+        let u = unit(object(&[], &[]), object(&[], &[]));
+        assert_eq!(
+            kernel(true).resolve(&u, "kvm_get_kvm"),
+            Ok(existing(
+                None,
+                "kvm_get_kvm",
+                SymbolKind::Function,
+                Locate::ByName
+            ))
+        );
+    }
+
+    #[test]
+    fn non_exported_globals_take_their_kind_from_system_map() {
+        let u = unit(object(&[], &[]), object(&[], &[]));
+        let k = kernel(true);
+        assert_eq!(
+            k.resolve(&u, "nr_threads"),
+            Ok(existing(
+                None,
+                "nr_threads",
+                SymbolKind::Object,
+                Locate::ByName
+            ))
+        );
+        assert_eq!(
+            k.resolve(&u, "lockdep_init_map"),
+            Ok(existing(
+                None,
+                "lockdep_init_map",
+                SymbolKind::Function,
+                Locate::ByName
+            ))
+        );
+        assert!(k
+            .resolve(&u, "no_such_symbol")
+            .unwrap_err()
+            .contains("neither exported nor in System.map"));
+    }
+
+    #[test]
+    fn uncarried_functions_of_the_unit_are_matched_by_run_pre() {
+        let helper = item("wait_task_zombie", ".text.wait_task_zombie", true);
+        let both = [helper];
+        let u = unit(object(&both, &[]), object(&both, &[]));
+        assert_eq!(
+            kernel(true).resolve(&u, "wait_task_zombie"),
+            Ok(existing(
+                Some("kernel/exit.o"),
+                "wait_task_zombie",
+                SymbolKind::Function,
+                Locate::MatchFunction
+            ))
+        );
+    }
+
+    #[test]
+    fn init_and_exit_code_and_data_are_refused() {
+        let init = item("setup_x", ".init.text", true);
+        let data = item("x_table", ".init.data", true);
+        let (init, data) = ([init], [data]);
+        let u = unit(object(&init, &data), object(&init, &data));
+        let k = kernel(true);
+        assert!(k.resolve(&u, "setup_x").unwrap_err().contains("__init"));
+        assert!(k.resolve(&u, "x_table").unwrap_err().contains("__init"));
+    }
+
+    #[test]
+    fn existing_unit_data_is_named_as_the_running_kernel_names_it() {
+        let pre = object(&[], &[item("count.2", ".bss.count.2", true)]);
+        let post = object(&[], &[item("count.3", ".bss.count.3", true)]);
+        let mut u = unit(pre, post);
+        u.diff.pre_names.insert("count.3".into(), "count.2".into());
+        assert_eq!(
+            kernel(true).resolve(&u, "count.3"),
+            Ok(existing(
+                Some("kernel/exit.o"),
+                "count.2",
+                SymbolKind::Object,
+                Locate::UnitData
+            ))
+        );
+    }
+
+    #[test]
+    fn the_loader_resolves_only_unique_globals_and_only_with_livepatch() {
+        let global = Existing {
+            unit: None,
+            name: "__tracepoint_sched_process_wait".into(),
+            kind: SymbolKind::Object,
+            locate: Locate::ByName,
+        };
+        assert_eq!(kernel(true).loader_can_resolve(&global), Ok(()));
+        assert!(kernel(false).loader_can_resolve(&global).is_err());
+        let ambiguous = Existing {
+            name: "__already_done".into(),
+            ..global.clone()
+        };
+        assert!(kernel(true).loader_can_resolve(&ambiguous).is_err());
+        let local = Existing {
+            unit: Some("kernel/exit.o".into()),
+            ..global
+        };
+        assert!(kernel(true).loader_can_resolve(&local).is_err());
+    }
+}
