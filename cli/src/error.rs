@@ -23,6 +23,36 @@ pub enum ExitStatus {
     BuildFailed = 6,
 }
 
+impl ExitStatus {
+    /// Every exit code, in order.
+    pub const ALL: [ExitStatus; 7] = [
+        Self::Success,
+        Self::Failure,
+        Self::Usage,
+        Self::NotLoaded,
+        Self::PermissionDenied,
+        Self::Refused,
+        Self::BuildFailed,
+    ];
+
+    /// What the code means, as `--help`, the man pages and README say it.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "the operation failed; the message says why",
+            Self::Usage => "usage error, or no such update id",
+            Self::NotLoaded => "ksplice.ko is not loaded (/dev/ksplice is missing)",
+            Self::PermissionDenied => {
+                "permission denied: run as root (ksplice needs CAP_SYS_MODULE)"
+            }
+            Self::Refused => {
+                "refused: the patch cannot be turned into an update, or the kernel refused the update (reason given)"
+            }
+            Self::BuildFailed => "compiling an object or linking update.ko failed",
+        }
+    }
+}
+
 impl From<ExitStatus> for std::process::ExitCode {
     fn from(status: ExitStatus) -> Self {
         Self::from(status as u8)
@@ -76,6 +106,12 @@ pub enum Error {
     #[error("cannot load {path}: {source}")]
     LoadModule { path: PathBuf, source: nix::Error },
 
+    #[error("the kernel refused to load {path}: {why}")]
+    LoadRefused {
+        path: PathBuf,
+        why: crate::module::LoadRefusal,
+    },
+
     #[error("cannot unload module {name}: {source}")]
     UnloadModule { name: String, source: nix::Error },
 
@@ -84,6 +120,15 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+
+    #[error("{path}: {why}")]
+    State { path: PathBuf, why: String },
+
+    #[error("automatic re-apply skipped: {reason}")]
+    AutoApplyDisabled { reason: String },
+
+    #[error(transparent)]
+    Seal(#[from] crate::create::seal::SealError),
 }
 
 impl Error {
@@ -93,7 +138,7 @@ impl Error {
             Self::NotLoaded { .. } => ExitStatus::NotLoaded,
             Self::PermissionDenied { .. } => ExitStatus::PermissionDenied,
             Self::Create(e) if e.is_refusal() => ExitStatus::Refused,
-            Self::Refused { .. } => ExitStatus::Refused,
+            Self::Refused { .. } | Self::LoadRefused { .. } => ExitStatus::Refused,
             Self::Create(
                 crate::create::CreateError::CompileFailed { .. }
                 | crate::create::CreateError::KbuildFailed { .. },
@@ -131,8 +176,27 @@ impl Error {
                 Some("rewrite the fix so it does not change initial values of variables")
             }
             Self::Refused { abort, .. } => Some(abort_hint(*abort)),
+            Self::AutoApplyDisabled { .. } => Some(
+                "read that boot's kernel log; drop a bad update with `ksplice-undo --persist ID`, then run `ksplice-apply --boot --after-crash`",
+            ),
+            Self::LoadRefused { why, .. } => load_hint(why),
             _ => None,
         }
+    }
+}
+
+/// What a sysadmin can do about a module the kernel would not load.
+fn load_hint(why: &crate::module::LoadRefusal) -> Option<&'static str> {
+    use crate::module::LoadRefusal as R;
+    match why {
+        R::NoCapability => Some("run as root: ksplice needs CAP_SYS_MODULE"),
+        R::ModulesDisabled => None,
+        R::MalformedSignature | R::BadSignature => Some(
+            "rebuild the update, or sign it again as the last step (ksplice-create --sign-key KEY --sign-cert CERT)",
+        ),
+        _ => Some(
+            "sign updates with a key in the kernel's keyring: ksplice-create --sign-key KEY --sign-cert CERT (ksplice.ko itself must be signed too)",
+        ),
     }
 }
 

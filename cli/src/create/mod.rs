@@ -8,7 +8,8 @@
 //!    post with an overlay of the patched files searched first (no copy of
 //!    the tree is made);
 //! 4. compare pre and post function by function (`objdiff`);
-//! 5. write `post.o` and the payload and link `update.ko` with kbuild (`emit`).
+//! 5. write `post.o` and the payload and link `update.ko` with kbuild (`emit`);
+//! 6. add the metadata and sign it (`seal`), always last.
 //!
 //! The user's kernel tree is only read: every output goes to a scratch
 //! directory.
@@ -18,6 +19,7 @@ pub mod kbuild;
 pub mod objdiff;
 pub mod patch;
 pub mod payload;
+pub mod seal;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
