@@ -1,7 +1,8 @@
 # ksplice: rebootless Linux kernel updates.
 #
 #   make demo   build everything, boot the test VM and show an update
-#   make test   every test: cargo test, clippy, fmt, and the VM tests
+#   make test   every test: cargo test, clippy, fmt, the package and the VM tests
+#   make deb    the Debian package, target/deb/ksplice_VERSION_amd64.deb
 #
 # KDIR=<kernel build dir> builds ksplice.ko against another Rust-enabled
 # kernel; KERNEL= and KCONFIG_BASE= select the cached test kernel.
@@ -13,7 +14,7 @@ STATIC_RUSTFLAGS := -C target-feature=+crt-static
 
 KDIR ?= $(shell scripts/test-kernel --print-dir)
 
-.PHONY: all kernel kmod cli updates host-test harness-test lint vm-test test demo clean rust-toolchain
+.PHONY: all kernel kmod cli deb updates host-test harness-test package-test lint vm-test test demo clean rust-toolchain
 
 all: kmod cli
 
@@ -31,6 +32,11 @@ cli: rust-toolchain
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --release --locked --target $(HOST_TARGET) \
 	  -p ksplice-cli -p vmtool
 
+# The tools, ksplice.ko for KDIR (signed with KDIR's key when it has one),
+# ksplice.service, man pages and completions, as a .deb (scripts/build-deb).
+deb: kmod cli
+	KDIR="$(KDIR)" scripts/build-deb
+
 # Updates built by ksplice-create from tests/patches, for the VM tests.
 updates: cli kernel
 	scripts/build-test-updates
@@ -43,14 +49,18 @@ lint: rust-toolchain
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo fmt --all --check
 
-vm-test: kmod cli updates
+# What the .deb holds, and that it installs and purges.
+package-test: deb
+	tests/package/test-deb.sh
+
+vm-test: kmod cli updates deb
 	scripts/vm-test
 
 # The VM harness's own kernel-log scanner, on sample logs.
 harness-test:
 	tests/harness/test-kernel-log-scan.sh
 
-test: host-test harness-test lint vm-test
+test: host-test harness-test lint package-test vm-test
 
 demo: kmod cli
 	scripts/demo

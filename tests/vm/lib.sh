@@ -55,9 +55,38 @@ undo_update() {
     ksplice-undo "$@" || fail "ksplice-undo $* failed"
 }
 
-# Fails unless ksplice-view lists exactly the given update ids, in order.
+# Fails unless ksplice-view lists exactly the given update ids, in order
+# (the "updates" array of its JSON, not the stored set).
 expect_applied() {
     local got
-    got=$(ksplice-view --json | sed -n 's/.*"id": "\([^"]*\)".*/\1/p' | tr '\n' ' ')
+    got=$(ksplice-view --json | sed -n '/^  "updates": \[$/,/^  \]/s/^      "id": "\([^"]*\)".*/\1/p' | tr '\n' ' ')
     [ "$got" = "$* " ] || [ "$got" = "$*" ] || fail "applied updates are '$got', want '$*'"
+}
+
+# Unpacks the package (/work/deb/ksplice_*.deb, from make deb) into / as
+# dpkg would, and puts its /usr/sbin and /usr/bin first on PATH, so that the
+# test runs the installed tools and ksplice-apply finds the installed
+# ksplice.ko (/lib/modules/$(uname -r)/extra). The harness's own copy of
+# ksplice.ko is moved aside until the test ends.
+install_package() {
+    local deb
+    deb=$(ls /work/deb/ksplice_*_amd64.deb 2>/dev/null | head -n1)
+    [ -n "$deb" ] || fail "no package in /work/deb (run make deb)"
+    dpkg-deb -x "$deb" / || fail "dpkg-deb -x $deb failed"
+    PATH=/usr/sbin:/usr/bin:$PATH
+    [ "$(command -v ksplice-apply)" = /usr/sbin/ksplice-apply ] || fail "ksplice-apply is not the package's"
+    [ -r "/lib/modules/$(uname -r)/extra/ksplice.ko" ] || fail "the package has no ksplice.ko for $(uname -r)"
+    mv "$KSPLICE_KO" "$KSPLICE_KO.harness"
+    trap 'mv "$KSPLICE_KO.harness" "$KSPLICE_KO"' EXIT
+}
+
+# The command ksplice.service runs at boot, from the installed unit.
+boot_command() {
+    sed -n 's/^ExecStart=//p' /lib/systemd/system/ksplice.service
+}
+
+# Fails unless the kernel command line has $1 (a test that needs its own
+# boot: see its "# vm-run:" line).
+need_cmdline() {
+    grep -qw -- "$1" /proc/cmdline || fail "needs $1 on the kernel command line (scripts/vm-run --append \"$1\")"
 }
