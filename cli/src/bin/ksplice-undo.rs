@@ -29,7 +29,9 @@ fn run(args: &UndoArgs) -> Result<ExitStatus, Error> {
                     );
                     // The code is no longer reachable: unload update.ko.
                     module::unload(&module::name_for_id(&args.id))?;
-                    state.forget_applied(&args.id)?;
+                    if let Err(e) = state.forget_applied(&args.id) {
+                        log::warn!("cannot drop the record of {}: {e}", args.id);
+                    }
                     true
                 }
                 // Not applied: with --persist, dropping it is all there is to do.

@@ -73,13 +73,12 @@ pub fn man_page(tool: Tool) -> Result<Vec<u8>, std::io::Error> {
     if !tool.files().is_empty() {
         roff.control("SH", ["FILES"]);
         for (path, what) in tool.files() {
-            roff.control("TP", []).text([bold(*path)]).text([roman(*what)]);
+            roff.control("TP", [])
+                .text([bold(*path)])
+                .text([roman(*what)]);
         }
     }
-    if cmd
-        .get_arguments()
-        .any(|a| a.get_id() == "state_dir")
-    {
+    if cmd.get_arguments().any(|a| a.get_id() == "state_dir") {
         roff.control("SH", ["ENVIRONMENT"])
             .control("TP", [])
             .text([bold("KSPLICE_STATE_DIR")])

@@ -19,7 +19,10 @@ fn run(out: &Path) -> Result<(), String> {
     for tool in Tool::ALL {
         let name = tool.command().get_name().to_owned();
         let page = man_page(tool).map_err(|e| format!("{name}: {e}"))?;
-        write(&out.join("man").join(format!("{name}.{MAN_SECTION}")), &page)?;
+        write(
+            &out.join("man").join(format!("{name}.{MAN_SECTION}")),
+            &page,
+        )?;
         for (shell, dir) in SHELLS {
             let file = completion_file_name(shell, &name);
             write(

@@ -61,10 +61,8 @@ fn man_exit_codes(page: &str) -> Vec<(u8, String)> {
 #[test]
 fn the_command_table_lists_every_tool_with_its_help_summary() {
     let rows = table(&readme(), "| command | what it does |");
-    let documented: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| (r[0].clone(), r[1].clone()))
-        .collect();
+    let documented: Vec<(String, String)> =
+        rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
     let tools: Vec<(String, String)> = Tool::ALL
         .iter()
         .map(|t| {
@@ -94,7 +92,10 @@ fn the_exit_code_table_is_what_help_and_the_man_pages_say() {
         let in_man = man_exit_codes(&page);
         assert_eq!(
             in_man.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
-            tool.exit_codes().iter().map(|c| *c as u8).collect::<Vec<_>>(),
+            tool.exit_codes()
+                .iter()
+                .map(|c| *c as u8)
+                .collect::<Vec<_>>(),
             "{}(8) EXIT STATUS",
             name(tool)
         );
