@@ -112,6 +112,23 @@ pub struct Stored {
     pub path: PathBuf,
 }
 
+impl Stored {
+    /// The stored file must be the update its name and directory say.
+    pub fn check(&self, update: &UpdateFile) -> Result<(), Error> {
+        let kernel = KernelId::of_update(update);
+        if update.id != self.id || kernel != self.kernel {
+            return Err(Error::State {
+                path: self.path.clone(),
+                why: format!(
+                    "holds update {} for kernel {kernel}, not {} for {}",
+                    update.id, self.id, self.kernel
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Whether boot-time re-apply may run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Guard {
@@ -346,7 +363,7 @@ impl StateDir {
         let mut pending = stored.into_iter();
         for entry in pending.by_ref() {
             let outcome = UpdateFile::read(&entry.path)
-                .and_then(|update| check_stored(&entry, &update).map(|()| update))
+                .and_then(|update| entry.check(&update).map(|()| update))
                 .and_then(|update| {
                     write_durably(&marker, marker_text(kernel, &entry).as_bytes())?;
                     let outcome = apply(&update);
@@ -402,21 +419,6 @@ impl StateDir {
         };
         (record.id == id && record.applied_at_ns == applied_at_ns).then_some(record)
     }
-}
-
-/// A stored file must be the update its name and directory say.
-fn check_stored(entry: &Stored, update: &UpdateFile) -> Result<(), Error> {
-    let kernel = KernelId::of_update(update);
-    if update.id != entry.id || kernel != entry.kernel {
-        return Err(Error::State {
-            path: entry.path.clone(),
-            why: format!(
-                "holds update {} for kernel {kernel}, not {} for {}",
-                update.id, entry.id, entry.kernel
-            ),
-        });
-    }
-    Ok(())
 }
 
 fn marker_text(kernel: &KernelId, entry: &Stored) -> String {

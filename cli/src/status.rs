@@ -191,7 +191,7 @@ pub fn stored(state: &StateDir) -> Result<Vec<StoredFile>, Error> {
         .stored()?
         .into_iter()
         .map(|s| {
-            let file = UpdateFile::read(&s.path);
+            let file = UpdateFile::read(&s.path).and_then(|f| s.check(&f).map(|()| f));
             (s, file)
         })
         .collect())
@@ -631,6 +631,23 @@ mod tests {
             text.contains("automatic re-apply at boot: enabled"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_stored_file_that_is_not_what_its_place_says_is_reported_as_such() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(&tmp.path().join("state"));
+        let a = fixture::update(tmp.path(), "a", "7.3.4", &BUILD, &Metadata::default());
+        let stored = state.store(&UpdateFile::read(&a).unwrap()).unwrap();
+        let b = fixture::update(tmp.path(), "b", "7.3.4", &[7, 7], &Metadata::default());
+        std::fs::copy(b, &stored.path).unwrap();
+        let report = Report::build(&running(), None, stored_files(&state), Guard::Enabled);
+        let error = report.persisted[0].error.as_deref().unwrap();
+        assert!(error.contains("holds update b"), "{error}");
+    }
+
+    fn stored_files(state: &StateDir) -> Vec<StoredFile> {
+        stored(state).unwrap()
     }
 
     /// The schema README documents: every key, at every level.

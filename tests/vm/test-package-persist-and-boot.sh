@@ -6,8 +6,8 @@
 # ksplice.ko and applies both again, in order (the second one only matches
 # on top of the first). Running it again changes nothing. ksplice-view and
 # ksplice-uname show states, metadata and the effective release; updates
-# stored for another kernel stay stored, are listed as not applicable and
-# are not applied; ksplice-undo --persist empties the set.
+# stored for another build of the kernel stay stored, are listed as not
+# applicable and are not applied; ksplice-undo --persist empties the set.
 install_package
 unload_core
 store=/var/lib/ksplice
@@ -39,10 +39,9 @@ ksplice-undo test-sh || fail "undo test-sh"
 ksplice-undo test-sd || fail "undo test-sd"
 rmmod ksplice || fail "rmmod ksplice"
 ! grep -q ksplice /proc/loadavg || fail "/proc/loadavg still patched"
-# Another kernel's stored update (a copy stands in for one built for it).
-other="$store/kernels/0.0.1-other/00ff"
-mkdir -p "$other"
-cp "$UPDATES/signed-d.ko" "$other/0001-test-other.ko"
+# An update stored while another build of this release ran (a copy of
+# signed-d whose payload names another vmlinux build id).
+other=$(vmtool store-for-other-build "$UPDATES/signed-d.ko" "$store") || fail "vmtool store-for-other-build"
 
 boot=$(boot_command)
 [ "$boot" = "/usr/sbin/ksplice-apply --boot" ] || fail "ksplice.service runs '$boot'"
@@ -55,15 +54,19 @@ expect_applied test-sd test-sh
 [ "$(ksplice-uname -r)" = "$(uname -r)-ks2" ] || fail "metadata not recorded at boot"
 out=$($boot) || fail "second boot re-apply failed: $out"
 echo "$out" | grep -q 'stored update test-sh is already applied' || fail "second run: $out"
-ksplice-view | grep -q 'test-other .*0.0.1-other 00ff.*: not applicable to the running kernel' \
-    || fail "the other kernel's update is not listed as not applicable"
+ksplice-view | grep -q "test-sd .*$(uname -r) [0-9a-f]*, signed: not applicable to the running kernel" \
+    || fail "the other build's update is not listed as not applicable"
+# Its signature no longer matches the changed file: the kernel refuses it
+# even without sig_enforce, and ksplice-apply says why.
+EXPECT_RC=5 EXPECT_ERR='signature does not verify: it was changed after signing' \
+    expect_fail ksplice-apply "$other"
 
 # ksplice-undo --persist: undone and out of the set, the other kernel's stays.
 ksplice-undo --persist test-sh || fail "undo --persist test-sh"
 ksplice-undo --persist test-sd || fail "undo --persist test-sd"
 expect_applied
 [ -z "$(ls "$store/kernels/$(uname -r)"/*/)" ] || fail "set not empty: $(ls -R "$store/kernels")"
-[ -e "$other/0001-test-other.ko" ] || fail "another kernel's update was removed"
+[ -e "$other" ] || fail "another build's update was removed"
 out=$($boot) || fail "boot with an empty set failed"
 echo "$out" | grep -q 'no stored updates for kernel' || fail "empty set: $out"
 EXPECT_RC=2 EXPECT_ERR='neither applied nor stored' expect_fail ksplice-undo --persist test-sd
