@@ -43,9 +43,10 @@ for line in DefaultDependencies=no After=local-fs.target 'Before=sysinit.target 
     grep -qxF -- "$line" "$unit" || fail "ksplice.service lacks $line"
 done
 if command -v systemd-analyze >/dev/null; then
-    # Checked against the package's own tree, so ExecStart resolves.
-    systemd-analyze verify --root="$root" /lib/systemd/system/ksplice.service 2>&1 \
-        | grep -v 'Failed to' | { ! grep .; } || fail "systemd-analyze verify complains"
+    # Unknown keys and bad values are reported; the tools are not installed here.
+    problems=$(systemd-analyze verify --man=no "$unit" 2>&1 \
+        | grep -v 'Command /usr/sbin/ksplice-apply is not executable' || true)
+    [ -z "$problems" ] || fail "systemd-analyze verify: $problems"
 fi
 for tool in ksplice-create ksplice-apply ksplice-undo ksplice-view ksplice-uname; do
     page="$root/usr/share/man/man8/$tool.8.gz"
