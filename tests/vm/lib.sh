@@ -63,8 +63,9 @@ expect_applied() {
     [ "$got" = "$* " ] || [ "$got" = "$*" ] || fail "applied updates are '$got', want '$*'"
 }
 
-# Unpacks the package (/work/deb/ksplice_*.deb, from make deb) into / as
-# dpkg would, and puts its /usr/sbin and /usr/bin first on PATH, so that the
+# Unpacks the package (/work/deb/ksplice_*.deb, from make deb) with
+# busybox's dpkg-deb and copies its files into /, as dpkg would install
+# them, and puts its /usr/sbin and /usr/bin first on PATH, so that the
 # test runs the installed tools and ksplice-apply finds the installed
 # ksplice.ko (/lib/modules/$(uname -r)/extra). The harness's own copy of
 # ksplice.ko is moved aside until the test ends.
@@ -72,7 +73,9 @@ install_package() {
     local deb
     deb=$(ls /work/deb/ksplice_*_amd64.deb 2>/dev/null | head -n1)
     [ -n "$deb" ] || fail "no package in /work/deb (run make deb)"
-    dpkg-deb -x "$deb" / || fail "dpkg-deb -x $deb failed"
+    rm -rf /tmp/package && mkdir /tmp/package
+    dpkg-deb -x "$deb" /tmp/package || fail "dpkg-deb -x $deb failed"
+    cp -a /tmp/package/. / || fail "copying the package's files into / failed"
     PATH=/usr/sbin:/usr/bin:$PATH
     [ "$(command -v ksplice-apply)" = /usr/sbin/ksplice-apply ] || fail "ksplice-apply is not the package's"
     [ -r "/lib/modules/$(uname -r)/extra/ksplice.ko" ] || fail "the package has no ksplice.ko for $(uname -r)"
