@@ -18,8 +18,10 @@ rm -rf "$store"
 ksplice-apply --persist "$UPDATES/signed-d.ko" || fail "apply --persist signed-d"
 ksplice-apply --persist "$UPDATES/signed-h.ko" || fail "apply --persist signed-h"
 grep -q ' ksplice2$' /proc/loadavg || fail "updates not active: $(cat /proc/loadavg)"
-ls "$store/kernels/$(uname -r)"/*/ | tr '\n' ' ' | grep -q '^0001-test-sd.ko 0002-test-sh.ko $' \
-    || fail "stored set: $(ls -R "$store/kernels")"
+build_id=$(ksplice-view --json | sed -n 's/^  "kernel_build_id": "\([0-9a-f]*\)",$/\1/p')
+[ -n "$build_id" ] || fail "no build id for the running kernel"
+mine="$store/kernels/$(uname -r)/$build_id"
+[ "$(ls "$mine" | tr '\n' ' ')" = "0001-test-sd.ko 0002-test-sh.ko " ] || fail "stored set: $(ls -R "$store/kernels")"
 [ "$(ksplice-uname -r)" = "$(uname -r)-ks2" ] || fail "ksplice-uname -r: $(ksplice-uname -r)"
 ksplice-uname -a | grep -q " $(uname -r)-ks2 " || fail "ksplice-uname -a: $(ksplice-uname -a)"
 view=$(ksplice-view)
@@ -65,7 +67,7 @@ EXPECT_RC=5 EXPECT_ERR='signature does not verify: it was changed after signing'
 ksplice-undo --persist test-sh || fail "undo --persist test-sh"
 ksplice-undo --persist test-sd || fail "undo --persist test-sd"
 expect_applied
-[ -z "$(ls "$store/kernels/$(uname -r)"/*/)" ] || fail "set not empty: $(ls -R "$store/kernels")"
+[ -z "$(ls "$mine")" ] || fail "set not empty: $(ls -R "$store/kernels")"
 [ -e "$other" ] || fail "another build's update was removed"
 out=$($boot) || fail "boot with an empty set failed"
 echo "$out" | grep -q 'no stored updates for kernel' || fail "empty set: $out"
