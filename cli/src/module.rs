@@ -199,18 +199,30 @@ impl LoadPolicy {
             .find_map(|l| l.strip_prefix("CapEff:"))
             .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
             .map(|caps| caps & (1 << 16) != 0);
-        // "none [integrity] confidentiality": the bracketed word is active.
-        let lockdown = read("/sys/kernel/security/lockdown")
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix('[')?.strip_suffix(']').map(str::to_owned))
-            .filter(|level| level != "none");
+        let securityfs = std::fs::read_to_string("/sys/kernel/security/lockdown").ok();
         Self {
             cap_sys_module,
             sig_enforce: read("/sys/module/module/parameters/sig_enforce").trim() == "Y",
-            lockdown,
+            lockdown: lockdown_level(securityfs.as_deref(), &read("/proc/cmdline")),
             modules_disabled: read("/proc/sys/kernel/modules_disabled").trim() == "1",
         }
     }
+}
+
+/// The active lockdown level, if any: from securityfs ("none [integrity]
+/// confidentiality", the bracketed word is active), else from `lockdown=`
+/// on the kernel command line. Without securityfs the level cannot be
+/// raised after boot, so the command line's is the level.
+fn lockdown_level(securityfs: Option<&str>, cmdline: &str) -> Option<String> {
+    let level = match securityfs {
+        Some(text) => text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix('[')?.strip_suffix(']'))?,
+        None => cmdline
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("lockdown="))?,
+    };
+    (level != "none").then(|| level.to_owned())
 }
 
 /// Why the kernel would not load a module, in words.
@@ -430,6 +442,25 @@ mod tests {
         info[2] = PKEY_ID_PKCS7;
         info[5] = 1;
         assert_eq!(Signature::find(&signed(b"SIG", info)), None, "padding set");
+    }
+
+    #[test]
+    fn the_lockdown_level_comes_from_securityfs_else_the_command_line() {
+        let sfs = "none integrity [confidentiality]\n";
+        assert_eq!(
+            lockdown_level(Some(sfs), "lockdown=integrity"),
+            Some("confidentiality".into())
+        );
+        assert_eq!(
+            lockdown_level(Some("[none] integrity confidentiality"), ""),
+            None
+        );
+        assert_eq!(
+            lockdown_level(None, "console=ttyS0 lockdown=integrity quiet"),
+            Some("integrity".into())
+        );
+        assert_eq!(lockdown_level(None, "console=ttyS0 quiet"), None);
+        assert_eq!(lockdown_level(None, "lockdown=none"), None);
     }
 
     #[test]
