@@ -19,7 +19,10 @@ if ! mount -t ext2 /dev/vdb "$store" 2>/dev/null; then
     ksplice-apply --persist "$UPDATES/signed-h.ko" || fail "apply --persist signed-h"
     echo 1 >"$store/test-boot"
     umount "$store"
-    # The updates stay applied until the reboot: the next boot starts clean.
+    # Undone (not --persist) only so that the harness can unload ksplice.ko
+    # after the test; the reboot would drop them anyway.
+    ksplice-undo test-sh || fail "undo test-sh"
+    ksplice-undo test-sd || fail "undo test-sd"
     exit 0
 fi
 [ "$(cat "$store/test-boot")" = 1 ] || fail "the disk is not from boot 1 of this test"
