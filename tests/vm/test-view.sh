@@ -3,6 +3,8 @@
 # loaded; ksplice-uname then prints what uname does.
 unload_core
 EXPECT_RC=3 EXPECT_ERR='not loaded.*|insmod' expect_fail ksplice-view
+# Still reported without ksplice.ko: the stored set and the boot guard.
+ksplice-view 2>/dev/null | grep -q '^automatic re-apply at boot: ' || fail "no report without ksplice.ko"
 load_core
 out=$(ksplice-view)
 echo "$out"
