@@ -1,7 +1,8 @@
 # ksplice: rebootless Linux kernel updates.
 #
 #   make demo   build everything, boot the test VM and show an update
-#   make test   every test: cargo test, clippy, fmt, and the VM tests
+#   make test   every test: cargo test, clippy, fmt, the package and the VM tests
+#   make deb    the Debian package, target/deb/ksplice_VERSION_amd64.deb
 #
 # KDIR=<kernel build dir> builds ksplice.ko against another Rust-enabled
 # kernel; KERNEL= and KCONFIG_BASE= select the cached test kernel.
@@ -13,7 +14,7 @@ STATIC_RUSTFLAGS := -C target-feature=+crt-static
 
 KDIR ?= $(shell scripts/test-kernel --print-dir)
 
-.PHONY: all kernel kmod cli updates test-modules host-test harness-test lint vm-test stress-test test demo clean rust-toolchain
+.PHONY: all kernel kmod cli deb updates test-modules host-test harness-test package-test lint vm-test stress-test test demo clean rust-toolchain
 
 all: kmod cli
 
@@ -31,6 +32,11 @@ cli: rust-toolchain
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" cargo build --release --locked --target $(HOST_TARGET) \
 	  -p ksplice-cli -p vmtool
 
+# The tools, ksplice.ko for KDIR (signed with KDIR's key when it has one),
+# ksplice.service, man pages and completions, as a .deb (scripts/build-deb).
+deb: kmod cli
+	KDIR="$(KDIR)" scripts/build-deb
+
 # Updates built by ksplice-create from tests/patches, for the VM tests.
 updates: cli kernel
 	scripts/build-test-updates
@@ -47,7 +53,11 @@ lint: rust-toolchain
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo fmt --all --check
 
-vm-test: kmod cli updates test-modules
+# What the .deb holds, and that it installs and purges.
+package-test: deb
+	tests/package/test-deb.sh
+
+vm-test: kmod cli updates test-modules deb
 	tests/harness/test-vm-run.sh
 	scripts/vm-test
 
@@ -59,7 +69,7 @@ stress-test: kmod cli updates test-modules
 harness-test:
 	tests/harness/test-kernel-log-scan.sh
 
-test: host-test harness-test lint vm-test stress-test
+test: host-test harness-test lint package-test vm-test stress-test
 
 demo: kmod cli
 	scripts/demo

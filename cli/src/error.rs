@@ -26,6 +26,40 @@ pub enum ExitStatus {
     NothingToApply = 7,
 }
 
+impl ExitStatus {
+    /// Every exit code, in order.
+    pub const ALL: [ExitStatus; 8] = [
+        Self::Success,
+        Self::Failure,
+        Self::Usage,
+        Self::NotLoaded,
+        Self::PermissionDenied,
+        Self::Refused,
+        Self::BuildFailed,
+        Self::NothingToApply,
+    ];
+
+    /// What the code means, as `--help`, the man pages and README say it.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "the operation failed; the message says why",
+            Self::Usage => "usage error, or no such update id",
+            Self::NotLoaded => "ksplice.ko is not loaded (/dev/ksplice is missing)",
+            Self::PermissionDenied => {
+                "permission denied: run as root (ksplice needs CAP_SYS_MODULE)"
+            }
+            Self::Refused => {
+                "refused: the patch cannot be turned into an update, or the kernel refused the update (reason given)"
+            }
+            Self::BuildFailed => "compiling an object or linking update.ko failed",
+            Self::NothingToApply => {
+                "nothing to apply: the running kernel's code is already equivalent (ksplice-create)"
+            }
+        }
+    }
+}
+
 impl From<ExitStatus> for std::process::ExitCode {
     fn from(status: ExitStatus) -> Self {
         Self::from(status as u8)
@@ -86,6 +120,12 @@ pub enum Error {
     #[error("cannot load {path}: {source}")]
     LoadModule { path: PathBuf, source: nix::Error },
 
+    #[error("the kernel refused to load {path}: {why}")]
+    LoadRefused {
+        path: PathBuf,
+        why: crate::module::LoadRefusal,
+    },
+
     #[error("cannot unload module {name}: {source}")]
     UnloadModule { name: String, source: nix::Error },
 
@@ -94,6 +134,15 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+
+    #[error("{path}: {why}")]
+    State { path: PathBuf, why: String },
+
+    #[error("automatic re-apply skipped: {reason}")]
+    AutoApplyDisabled { reason: String },
+
+    #[error(transparent)]
+    Seal(#[from] crate::create::seal::SealError),
 }
 
 impl Error {
@@ -104,7 +153,9 @@ impl Error {
             Self::PermissionDenied { .. } => ExitStatus::PermissionDenied,
             Self::Create(crate::create::CreateError::NoChanges) => ExitStatus::NothingToApply,
             Self::Create(e) if e.is_refusal() => ExitStatus::Refused,
-            Self::Refused { .. } | Self::RefusedUnknown { .. } => ExitStatus::Refused,
+            Self::Refused { .. } | Self::RefusedUnknown { .. } | Self::LoadRefused { .. } => {
+                ExitStatus::Refused
+            }
             Self::Create(
                 crate::create::CreateError::CompileFailed { .. }
                 | crate::create::CreateError::KbuildFailed { .. },
@@ -146,9 +197,11 @@ impl Error {
             Self::AbiMismatch { .. } => {
                 Some("install ksplice.ko and the tools from the same build")
             }
-            Self::Create(crate::create::CreateError::DataChange { .. }) => {
-                Some("rewrite the fix so it does not change initial values of variables")
-            }
+            Self::Create(crate::create::CreateError::DataChange { .. }) => Some(
+                "give the patch an apply hook that sets the new value and an undo hook that \
+                 restores it (<ksplice/patch.h>), or rewrite the fix so it does not change \
+                 initial values of variables",
+            ),
             Self::Create(crate::create::CreateError::LayoutChange { .. }) => Some(
                 "objects the running kernel already allocated keep the old layout, and the new \
                  code would read and free them with the new one; keep the type unchanged and put \
@@ -156,8 +209,27 @@ impl Error {
                  set it up when the update is applied and undone",
             ),
             Self::Refused { abort, .. } => Some(abort_hint(*abort)),
+            Self::AutoApplyDisabled { .. } => Some(
+                "read that boot's kernel log; drop a bad update with `ksplice-undo --persist ID`, then run `ksplice-apply --boot --after-crash`",
+            ),
+            Self::LoadRefused { why, .. } => load_hint(why),
             _ => None,
         }
+    }
+}
+
+/// What a sysadmin can do about a module the kernel would not load.
+fn load_hint(why: &crate::module::LoadRefusal) -> Option<&'static str> {
+    use crate::module::LoadRefusal as R;
+    match why {
+        R::NoCapability => Some("run as root: ksplice needs CAP_SYS_MODULE"),
+        R::ModulesDisabled => None,
+        R::MalformedSignature | R::BadSignature => Some(
+            "rebuild the update, or sign it again as the last step (ksplice-create --sign-key KEY --sign-cert CERT)",
+        ),
+        _ => Some(
+            "sign updates with a key in the kernel's keyring: ksplice-create --sign-key KEY --sign-cert CERT (ksplice.ko itself must be signed too)",
+        ),
     }
 }
 

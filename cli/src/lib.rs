@@ -4,10 +4,15 @@
 //! parse arguments, call into this library and turn its [`Error`] into an
 //! exit code.
 
+pub mod apply;
+pub mod args;
 pub mod create;
 pub mod device;
 pub mod error;
+pub mod metadata;
 pub mod module;
+pub mod persist;
+pub mod status;
 
 pub use error::{Error, ExitStatus};
 

@@ -141,6 +141,20 @@ fn fake_tree(flags: &str) -> tempfile::TempDir {
     };
     write(".config", "CONFIG_FAKE=y\n");
     write("vmlinux", "");
+    // A thin archive naming the one object (in the long-name table, as
+    // kbuild's paths are): drv/foo.o is linked into vmlinux.
+    let names = "drv/foo.o/\n"; // odd length: padded by a newline
+    let header = |name: &str, size: usize| {
+        format!("{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}`\n", 0, 0, 0, 644)
+    };
+    write(
+        "vmlinux.a",
+        &format!(
+            "!<thin>\n{}{names}\n{}",
+            header("//", names.len()),
+            header("/0", 0)
+        ),
+    );
     write("include/config/kernel.release", "0.0.0-fake\n");
     write("drv/bar.h", "struct foo {\n\tlong a;\n\tlong b;\n};\n");
     write(
@@ -178,7 +192,12 @@ fn refused_on_fake_tree(flags: &str) -> (String, bool) {
             tree.path().join("fix.patch").to_str().unwrap(),
         ],
     );
-    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let analysis_compiled = Path::new(&work).join("pre-debug/drv/foo.o").is_file()
         && Path::new(&work).join("post-debug/drv/foo.o").is_file();
     (

@@ -60,7 +60,7 @@ undo_update() {
 updates_in_state() {
     local json
     json=$(ksplice-view --json) || fail "ksplice-view --json failed"
-    printf '%s\n' "$json" | awk -v want="$1" '
+    printf '%s\n' "$json" | sed -n '/^  "updates": \[$/,/^  \]/p' | awk -v want="$1" '
         /^      "id": / { id = $2; gsub(/[",]/, "", id) }
         /^      "state": / { s = $2; gsub(/[",]/, "", s); if (s == want) print id }'
 }
@@ -109,4 +109,34 @@ expect_klog() {
 $want
 --- got
 $got"
+
+# Unpacks the package (/work/deb/ksplice_*.deb, from make deb) with
+# busybox's dpkg-deb and copies its files into /, as dpkg would install
+# them, and puts its /usr/sbin and /usr/bin first on PATH, so that the
+# test runs the installed tools and ksplice-apply finds the installed
+# ksplice.ko (/lib/modules/$(uname -r)/extra). The harness's own copy of
+# ksplice.ko is moved aside until the test ends.
+install_package() {
+    local deb
+    deb=$(ls /work/deb/ksplice_*_amd64.deb 2>/dev/null | head -n1)
+    [ -n "$deb" ] || fail "no package in /work/deb (run make deb)"
+    rm -rf /tmp/package && mkdir /tmp/package
+    dpkg-deb -x "$deb" /tmp/package || fail "dpkg-deb -x $deb failed"
+    cp -a /tmp/package/. / || fail "copying the package's files into / failed"
+    PATH=/usr/sbin:/usr/bin:$PATH
+    [ "$(command -v ksplice-apply)" = /usr/sbin/ksplice-apply ] || fail "ksplice-apply is not the package's"
+    [ -r "/lib/modules/$(uname -r)/extra/ksplice.ko" ] || fail "the package has no ksplice.ko for $(uname -r)"
+    mv "$KSPLICE_KO" "$KSPLICE_KO.harness"
+    trap 'mv "$KSPLICE_KO.harness" "$KSPLICE_KO"' EXIT
+}
+
+# The command ksplice.service runs at boot, from the installed unit.
+boot_command() {
+    sed -n 's/^ExecStart=//p' /lib/systemd/system/ksplice.service
+}
+
+# Fails unless the kernel command line has $1 (a test that needs its own
+# boot: see its "# vm-run:" line).
+need_cmdline() {
+    grep -qw -- "$1" /proc/cmdline || fail "needs $1 on the kernel command line (scripts/vm-run --append \"$1\")"
 }

@@ -3,10 +3,18 @@
 # summary line. A test also fails when the kernel log lines it caused show
 # Oops, BUG, WARNING or Call Trace.
 . /lib/ksplice/testlib.sh
-passed=0 failed=0 failures=""
+passed=0 failed=0 skipped=0 failures=""
 for t in "${VM_DIR:-/work/vm}"/test-*.sh; do
     name=$(basename "$t" .sh)
     if [ -n "${VM_TESTS:-}" ] && ! echo " $VM_TESTS " | grep -q " $name "; then
+        continue
+    fi
+    # A test that needs its own boot (kernel arguments, a disk) says so on a
+    # "# vm-run: OPTIONS" line; it runs only when named in $VM_TESTS.
+    needs=$(sed -n 's/^# vm-run: //p' "$t")
+    if [ -n "$needs" ] && [ -z "${VM_TESTS:-}" ]; then
+        echo "--- SKIP $name (needs its own boot: vm-run $needs)"
+        skipped=$((skipped + 1))
         continue
     fi
     echo "=== $name"
@@ -30,5 +38,5 @@ for t in "${VM_DIR:-/work/vm}"/test-*.sh; do
         failures="$failures $name"
     fi
 done
-echo "vm tests: $passed passed, $failed failed"
+echo "vm tests: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] || { echo "failed:$failures"; exit 1; }

@@ -12,7 +12,7 @@ after=$(getppid_now)
 [ "$after" -ge 1000000 ] || fail "getppid gave $after after apply, want 1000000 more"
 expect_applied test-a
 ksplice-view test-a | grep -q 'replaces __do_sys_getppid (vmlinux)' || fail "ksplice-view does not name the replaced function"
-ksplice-view --json | grep -q '"name": "__do_sys_getppid"' || fail "ksplice-view --json does not name the replaced function"
+ksplice-view --json | grep -q '"__do_sys_getppid": "vmlinux"' || fail "ksplice-view --json does not name the replaced function and its object"
 # Neither the update nor the core can be unloaded while the update is applied.
 ! rmmod ksplice_test_a 2>/dev/null || fail "rmmod of an applied update.ko succeeded"
 ! rmmod ksplice 2>/dev/null || fail "rmmod of ksplice.ko succeeded with an update applied"

@@ -31,7 +31,7 @@ grep -q 'this has been live patched' /proc/cmdline || fail "livepatch did not ta
 ksplice-view | grep -q '^test-l .*shadowed' || fail "ksplice-view does not show the update as shadowed: $(ksplice-view)"
 ksplice-view | grep -q 'cmdline_proc_show (vmlinux), shadowed by livepatch module livepatch_sample' \
     || fail "ksplice-view does not name who shadows it: $(ksplice-view)"
-ksplice-view --json | grep -q '"shadowed_by": "livepatch module livepatch_sample"' || fail "JSON lacks shadowed_by"
+ksplice-view --json | grep -q '"cmdline_proc_show": "livepatch module livepatch_sample"' || fail "JSON lacks the livepatch in shadowed_functions"
 EXPECT_RC=5 EXPECT_ERR='ftrace_conflict.*cmdline_proc_show is shadowed by livepatch module livepatch_sample' \
     expect_fail ksplice-view --verify
 lp_off

@@ -1,111 +1,91 @@
-//! `ksplice-apply`: applies an update.ko to the running kernel.
+//! `ksplice-apply`: applies an update.ko to the running kernel, or (with
+//! --boot) the stored updates after a reboot.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use ksplice::device::{Device, Retry};
-use ksplice::module::{self, UpdateFile};
+use ksplice::apply::{self, open_or_load_core};
+use ksplice::args::ApplyArgs;
+use ksplice::device::Device;
+use ksplice::module::UpdateFile;
+use ksplice::persist::{KernelId, Replayed, StateDir};
 use ksplice::{Error, ExitStatus};
-use log::info;
 
-/// Apply a ksplice update to the running kernel, without a reboot.
-///
-/// Loads ksplice.ko if needed, loads update.ko, and asks ksplice.ko to
-/// apply it: run-pre matching, a stack check in stop_machine, trampolines.
-/// On any refusal nothing is changed and update.ko is unloaded again.
-///
-/// Exit codes: 0 applied, 1 failure, 2 usage, 3 ksplice.ko missing,
-/// 4 permission denied, 5 refused by the kernel (abort code given).
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Args {
-    /// The core module to load if /dev/ksplice does not exist (default: the
-    /// first of /lib/modules/$(uname -r)/extra/ksplice.ko and
-    /// /lib/ksplice/ksplice.ko).
-    #[arg(long, value_name = "PATH")]
-    core: Option<PathBuf>,
-    #[command(flatten)]
-    retry: Retry,
-    /// More log output (-v, -vv).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// The update, as written by ksplice-create.
-    update: PathBuf,
-}
-
-fn core_path(args: &Args) -> Result<PathBuf, Error> {
-    if let Some(p) = &args.core {
-        return Ok(p.clone());
-    }
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let candidates = [
-        PathBuf::from(format!("/lib/modules/{release}/extra/ksplice.ko")),
-        PathBuf::from("/lib/ksplice/ksplice.ko"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .ok_or_else(|| Error::NotLoaded {
-            path: PathBuf::from(ksplice_core::uapi::DEVICE_PATH),
-        })
-}
-
-fn open_device(args: &Args) -> Result<Device, Error> {
-    match Device::open() {
-        Err(Error::NotLoaded { .. }) => {
-            let core = core_path(args)?;
-            info!("loading {}", core.display());
-            module::load(&core)?;
-            // devtmpfs creates the node during misc_register; allow for udev.
-            for _ in 0..50 {
-                if Path::new(ksplice_core::uapi::DEVICE_PATH).exists() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Device::open()
-        }
-        other => other,
-    }
-}
-
-fn run(args: &Args) -> Result<ExitStatus, Error> {
-    let update = UpdateFile::read(&args.update)?;
-    let device = open_device(args)?;
-    let loaded_now = module::load(&update.path)?;
-    info!(
-        "update {} in module {} ({})",
-        update.id,
-        update.module_name,
-        if loaded_now {
-            "loaded"
-        } else {
-            "already loaded"
-        }
-    );
-    let result = device.apply(&update.payload, &update.module_name, args.retry)?;
-    if let Some(refused) = Error::from_result("apply", &result) {
-        // Leave nothing behind: the update never took effect.
-        if loaded_now {
-            let _ = module::unload(&update.module_name);
-        }
-        return Err(refused);
-    }
+fn run(args: &ApplyArgs) -> Result<ExitStatus, Error> {
+    let state = StateDir::new(&args.state.state_dir);
+    let Some(path) = &args.update else {
+        return boot(args, &state);
+    };
+    let update = UpdateFile::read(path)?;
+    let device = open_or_load_core(args.core.as_deref())?;
+    let result = apply::apply_update(&device, &update, args.retry, &state)?;
     println!(
         "applied update {}: {} function(s) replaced, stop_machine pause {:.1} us",
         update.id,
         result.functions,
         result.pause_ns as f64 / 1000.0
     );
+    if args.persist {
+        let stored = state.store(&update).inspect_err(|_| {
+            eprintln!(
+                "ksplice-apply: update {} is applied, but not stored:",
+                update.id
+            );
+        })?;
+        println!(
+            "stored update {} for kernel {} as {}",
+            update.id,
+            stored.kernel,
+            stored.path.display()
+        );
+    }
     Ok(ExitStatus::Success)
 }
 
+/// `--boot`: the stored updates of the running kernel, in order.
+fn boot(args: &ApplyArgs, state: &StateDir) -> Result<ExitStatus, Error> {
+    let kernel = KernelId::running()?;
+    let mut device: Option<Device> = None;
+    let report = state.replay(&kernel, args.after_crash, |update| {
+        // ksplice.ko is loaded only when there is something to apply.
+        let device = match device {
+            Some(ref device) => device,
+            None => device.insert(open_or_load_core(args.core.as_deref())?),
+        };
+        if apply::is_applied(device, &update.id)? {
+            return Ok(Replayed::AlreadyApplied);
+        }
+        apply::apply_update(device, update, args.retry, state)?;
+        Ok(Replayed::Applied)
+    })?;
+    if report.done.is_empty() && report.failed.is_none() {
+        println!("no stored updates for kernel {kernel}");
+    }
+    for (stored, how) in &report.done {
+        match how {
+            Replayed::Applied => println!("applied stored update {}", stored.id),
+            Replayed::AlreadyApplied => println!("stored update {} is already applied", stored.id),
+        }
+    }
+    let Some((failed, error)) = report.failed else {
+        return Ok(ExitStatus::Success);
+    };
+    eprintln!(
+        "ksplice-apply: stored update {} ({}) was not applied",
+        failed.id,
+        failed.path.display()
+    );
+    for later in &report.not_tried {
+        eprintln!(
+            "ksplice-apply: stored update {} not tried: it may build on {}",
+            later.id, failed.id
+        );
+    }
+    Err(error)
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = ApplyArgs::parse();
     ksplice::init_logging(args.verbose);
     ksplice::finish("ksplice-apply", run(&args))
 }

@@ -5,58 +5,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use ksplice::args::CreateArgs;
 use ksplice::create::report::Report;
+use ksplice::create::seal::{self, Signer};
 use ksplice::create::{self, emit, Request};
+use ksplice::metadata::Metadata;
 use ksplice::{Error, ExitStatus};
 use log::info;
 
-/// Build a rebootless update (update.ko) from a kernel patch.
-///
-/// Compiles the objects the patch affects twice, before and after it, with
-/// the kernel's own compile commands, compares the object code function by
-/// function, and links the changed functions into a module.
-///
-/// Exit codes: 0 success, 1 failure, 2 usage error, 5 the patch cannot be
-/// turned into an update (reason given), 6 a compile or link failed, 7
-/// nothing to apply: the running kernel's code is already equivalent.
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Args {
-    /// The configured, built kernel tree the running kernel came from (a
-    /// kbuild O= directory with its `source` link, or an in-tree build).
-    #[arg(long, value_name = "DIR")]
-    kernel: PathBuf,
-    /// Update id (default: a short hash of the patch).
-    #[arg(long)]
-    id: Option<String>,
-    /// Output file (default: ksplice-<id>.ko).
-    #[arg(short, long, value_name = "OUT.ko")]
-    output: Option<PathBuf>,
-    /// Print which functions would be replaced and why, then stop.
-    #[arg(long)]
-    explain: bool,
-    /// Print the outcome as one JSON object on stdout (created, refused,
-    /// noop or failed, with the reason, functions, objects and timings).
-    #[arg(long, conflicts_with = "explain")]
-    json: bool,
-    /// Keep the scratch directory here instead of a temporary one.
-    #[arg(long, value_name = "DIR")]
-    work_dir: Option<PathBuf>,
-    /// A patch an earlier update (still applied) was built from; repeat in
-    /// the order they were applied. The new update stacks on top of them.
-    #[arg(long, value_name = "PATCH")]
-    applied: Vec<PathBuf>,
-    /// No progress lines.
-    #[arg(short, long)]
-    quiet: bool,
-    /// More log output (-v, -vv).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// The unified diff against the kernel source.
-    patch: PathBuf,
-}
-
-fn run(args: &Args, report: &mut Report, link: &mut Duration) -> Result<ExitStatus, Error> {
+fn run(args: &CreateArgs, report: &mut Report, link: &mut Duration) -> Result<ExitStatus, Error> {
     let patch_text = std::fs::read_to_string(&args.patch).map_err(|source| Error::Io {
         path: args.patch.clone(),
         source,
@@ -131,6 +88,23 @@ fn run(args: &Args, report: &mut Report, link: &mut Duration) -> Result<ExitStat
         eprintln!("[link] update module {}", emit::module_name(&id));
     }
     let ko = emit::build_module(&analysis.tree, &work_dir.join("module"), &id, &post)?;
+    let metadata = Metadata {
+        description: args.description.clone(),
+        cves: args.cves.clone(),
+        effective_release: args.effective_release.clone(),
+    };
+    let signer = match (&args.sign_key, &args.sign_cert) {
+        (Some(key), Some(cert)) => Some(Signer {
+            key: key.clone(),
+            cert: cert.clone(),
+        }),
+        _ => None,
+    };
+    // Last: nothing may rewrite update.ko after it is signed.
+    seal::seal(&analysis.tree.objtree, &ko, &metadata, signer.as_ref())?;
+    if signer.is_some() && !args.quiet {
+        eprintln!("[sign] {}", ko.display());
+    }
     *link = started.elapsed();
     let output = args
         .output
@@ -198,7 +172,7 @@ fn explain(analysis: &create::Analysis) {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = CreateArgs::parse();
     ksplice::init_logging(args.verbose);
     let started = Instant::now();
     let mut report = Report::new(args.id.as_deref().unwrap_or(""));

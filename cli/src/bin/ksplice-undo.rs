@@ -3,59 +3,46 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ksplice::device::{Device, Retry};
+use ksplice::args::UndoArgs;
+use ksplice::device::Device;
+use ksplice::persist::{KernelId, StateDir};
 use ksplice::{module, Error, ExitStatus};
-use ksplice_core::uapi::{self, UpdateState};
-
-/// Undo an applied ksplice update, restoring the original code.
-///
-/// The update's module (update.ko) stays loaded after the undo: an open
-/// file, a timer, a work item or an RCU callback may still point into its
-/// code, and nothing can prove that none does. `--unload` also unloads it,
-/// after the kernel has waited for pending RCU callbacks.
-///
-/// Exit codes: 0 undone, 1 failure, 2 usage, 3 ksplice.ko missing,
-/// 4 permission denied, 5 refused by the kernel (abort code given).
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Args {
-    #[command(flatten)]
-    retry: Retry,
-    /// Also unload update.ko (for an update already reversed, only that).
-    #[arg(long)]
-    unload: bool,
-    /// More log output (-v, -vv).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-    /// The update id (see ksplice-view).
-    id: String,
-}
+use ksplice_core::uapi::{self, Abort, UpdateState};
 
 /// What unloading cannot prove, said every time it is done.
 const UNLOAD_CAVEAT: &str = "ksplice waited for pending RCU callbacks, but cannot prove that no open file, timer or work item still points into the update's code; unload only if the update's new code hands out no such pointers";
 
-fn run(args: &Args) -> Result<ExitStatus, Error> {
-    if !uapi::is_valid_id(&args.id) {
-        eprintln!("ksplice-undo: bad id '{}'", args.id);
-        return Ok(ExitStatus::Usage);
-    }
-    let device = Device::open()?;
-    let state = device
+/// Undoes `id` if it is applied; unloads it with `--unload`. Returns
+/// whether it was applied.
+fn undo(device: &Device, args: &UndoArgs, state: &StateDir) -> Result<bool, Error> {
+    let current = device
         .list()?
         .iter()
         .find(|e| e.id_str() == Some(args.id.as_str()))
         .and_then(|e| UpdateState::from_u32(e.state));
-    if state != Some(UpdateState::Reversed) || !args.unload {
+    let mut undone = false;
+    if current != Some(UpdateState::Reversed) || !args.unload {
         let result = device.undo(&args.id, args.retry)?;
-        if let Some(refused) = Error::from_result("undo", &result) {
-            return Err(refused);
+        match Error::from_result("undo", &result) {
+            None => {
+                println!(
+                    "undid update {}: {} function(s) restored, stop_machine pause {:.1} us",
+                    args.id,
+                    result.functions,
+                    result.pause_ns as f64 / 1000.0
+                );
+                if let Err(e) = state.forget_applied(&args.id) {
+                    log::warn!("cannot drop the record of {}: {e}", args.id);
+                }
+                undone = true;
+            }
+            // Not applied: with --persist, dropping it is all there is to do.
+            Some(Error::Refused {
+                abort: Abort::NotApplied,
+                ..
+            }) if args.persist => return Ok(false),
+            Some(refused) => return Err(refused),
         }
-        println!(
-            "undid update {}: {} function(s) restored, stop_machine pause {:.1} us",
-            args.id,
-            result.functions,
-            result.pause_ns as f64 / 1000.0
-        );
     }
     if args.unload {
         let result = device.release(&args.id)?;
@@ -65,17 +52,53 @@ fn run(args: &Args) -> Result<ExitStatus, Error> {
         eprintln!("ksplice-undo: warning: {UNLOAD_CAVEAT}");
         module::unload(&module::name_for_id(&args.id))?;
         println!("unloaded update {}", args.id);
-    } else {
+    } else if undone {
         println!(
             "update {} stays loaded (reversed); `ksplice-undo --unload {}` unloads it",
             args.id, args.id
         );
     }
+    Ok(undone)
+}
+
+fn run(args: &UndoArgs) -> Result<ExitStatus, Error> {
+    if !uapi::is_valid_id(&args.id) {
+        eprintln!("ksplice-undo: bad id '{}'", args.id);
+        return Ok(ExitStatus::Usage);
+    }
+    let state = StateDir::new(&args.state.state_dir);
+    let undone = match Device::open() {
+        Ok(device) => undo(&device, args, &state)?,
+        // No core module: nothing is applied.
+        Err(Error::NotLoaded { .. }) if args.persist => false,
+        Err(e) => return Err(e),
+    };
+    if args.persist {
+        let kernel = KernelId::running()?;
+        let removed = state.remove(&kernel, &args.id)?;
+        match (undone, removed) {
+            (_, true) => println!(
+                "removed update {} from the stored set of kernel {kernel}",
+                args.id
+            ),
+            (true, false) => println!("update {} was not stored for kernel {kernel}", args.id),
+            (false, false) => {
+                eprintln!(
+                    "ksplice-undo: update {} is neither applied nor stored for kernel {kernel}",
+                    args.id
+                );
+                return Ok(ExitStatus::Usage);
+            }
+        }
+        if !undone {
+            println!("update {} was not applied", args.id);
+        }
+    }
     Ok(ExitStatus::Success)
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = UndoArgs::parse();
     ksplice::init_logging(args.verbose);
     ksplice::finish("ksplice-undo", run(&args))
 }
@@ -86,9 +109,9 @@ mod tests {
 
     #[test]
     fn unload_is_an_explicit_flag() {
-        let args = Args::try_parse_from(["ksplice-undo", "abc"]).unwrap();
+        let args = UndoArgs::try_parse_from(["ksplice-undo", "abc"]).unwrap();
         assert!(!args.unload);
-        let args = Args::try_parse_from(["ksplice-undo", "--unload", "abc"]).unwrap();
+        let args = UndoArgs::try_parse_from(["ksplice-undo", "--unload", "abc"]).unwrap();
         assert!(args.unload);
     }
 }

@@ -10,7 +10,8 @@
 //!    objects whose preprocessed source differs;
 //! 4. compare pre and post function by function (`objdiff`);
 //! 5. write `post.o` and the payload (with `ksplice_core::writer`) and link
-//!    `update.ko` with kbuild (`emit`).
+//!    `update.ko` with kbuild (`emit`);
+//! 6. add the metadata and sign it (`seal`), always last.
 //!
 //! The user's kernel tree is only read: every output goes to a scratch
 //! directory.
@@ -23,6 +24,7 @@ pub mod layout;
 pub mod objdiff;
 pub mod patch;
 pub mod report;
+pub mod seal;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

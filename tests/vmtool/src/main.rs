@@ -38,6 +38,10 @@
 //!   supplementary groups (and so no capabilities).
 //! - `vmtool without-cap CMD [ARG]...`: runs CMD as root, but with
 //!   CAP_SYS_MODULE removed from the bounding set, so exec drops it.
+//! - `vmtool store-for-other-build UPDATE.ko STATE_DIR`: stores, as
+//!   `ksplice-apply --persist` would have on another build of this kernel
+//!   release, a copy of UPDATE.ko whose payload names another vmlinux build
+//!   id; prints the stored path.
 
 mod bpf;
 
@@ -561,6 +565,27 @@ fn without_cap_sys_module(argv: &[String]) -> ExitCode {
     exec(argv)
 }
 
+/// A copy of `ko` that names another vmlinux build id, stored in
+/// `state_dir`'s set for that build.
+fn store_for_other_build(ko: &str, state_dir: &str) -> Result<String, String> {
+    use ksplice::module::UpdateFile;
+    let update = UpdateFile::read(std::path::Path::new(ko)).map_err(|e| e.to_string())?;
+    let mut data = std::fs::read(ko).map_err(|e| e.to_string())?;
+    let at = data
+        .windows(update.payload.len())
+        .position(|w| w == update.payload.as_slice())
+        .ok_or("payload not found in the file")?;
+    // The build id starts at header offset 128 (see apply-payload buildid).
+    data[at + 128] ^= 0xff;
+    let copy = std::env::temp_dir().join(format!("{}-other-build.ko", update.id));
+    std::fs::write(&copy, &data).map_err(|e| e.to_string())?;
+    let other = UpdateFile::read(&copy).map_err(|e| e.to_string())?;
+    let stored = ksplice::persist::StateDir::new(std::path::Path::new(state_dir))
+        .store(&other)
+        .map_err(|e| e.to_string())?;
+    Ok(stored.path.display().to_string())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args
@@ -650,6 +675,16 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("fail-nth-sweep: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        [_, "store-for-other-build", ko, state_dir] => match store_for_other_build(ko, state_dir) {
+            Ok(path) => {
+                println!("{path}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("store-for-other-build: {e}");
                 ExitCode::FAILURE
             }
         },
