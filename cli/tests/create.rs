@@ -578,3 +578,49 @@ fn drm_style_missing_include_dirs_warnings_are_not_set_off_by_the_overlay() {
         "the patched source was compiled"
     );
 }
+
+#[test]
+fn module_code_is_matched_in_its_module_and_its_statics_are_resolved_there() {
+    let (ko, payload) = build("mod-target.patch", "test-mod");
+    assert_eq!(
+        replaced_names(&payload),
+        [
+            "ksplice_target_answer".to_owned(),
+            "ksplice_target_hold".to_owned()
+        ]
+        .into()
+    );
+    let p = Payload::parse(&payload).unwrap();
+    assert_eq!(p.objects.len(), 1);
+    assert_eq!(p.object_name(1), Some("ksplice_target"));
+    for r in p.replacements.iter() {
+        assert_eq!(
+            p.function_object(r.function),
+            1,
+            "pre code lives in the module"
+        );
+        assert_eq!(p.places.get(r.place).unwrap().object, 1);
+    }
+    // The module's static data the new code uses (its wait queue, the
+    // counter) is the module's, resolved by ksplice.ko once the module is
+    // there; exports of vmlinux stay with the loader.
+    let module_symbols: BTreeSet<&str> = p
+        .post_relocs
+        .iter()
+        .filter(|r| p.symbol_object(r.symbol) == 1)
+        .map(|r| p.symbol_name(r.symbol))
+        .collect();
+    assert!(module_symbols.contains("holding"), "{module_symbols:?}");
+    assert!(module_symbols.contains("hold_wait"), "{module_symbols:?}");
+    let data = std::fs::read(&ko).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let undefined: BTreeSet<&str> = file
+        .symbols()
+        .filter(|s| s.is_undefined())
+        .filter_map(|s| s.name().ok())
+        .collect();
+    assert!(
+        !undefined.contains("holding") && !undefined.contains("hold_wait"),
+        "module symbols must not be left to the loader: {undefined:?}"
+    );
+}

@@ -60,9 +60,6 @@ pub enum CreateError {
     #[error("{path}: {why}")]
     UnsupportedChange { path: String, why: String },
 
-    #[error("{object} is part of module {module}: patching loadable modules is not supported yet")]
-    ModuleCode { object: String, module: String },
-
     #[error("{object}: the initial value of {symbol} changed; data changes need a hook")]
     DataChange { object: String, symbol: String },
 
@@ -115,7 +112,6 @@ impl CreateError {
             Self::BadCmdFile { .. } => "bad_cmd_file",
             Self::BadPatch(_) => "bad_patch",
             Self::UnsupportedChange { .. } => "unsupported_change",
-            Self::ModuleCode { .. } => "module",
             Self::DataChange { .. } => "data_change",
             Self::LayoutChange { .. } => "layout_change",
             Self::CompileFailed { .. } => "compile_failed",
@@ -129,10 +125,7 @@ impl CreateError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::UnsupportedChange { .. }
-                | Self::DataChange { .. }
-                | Self::LayoutChange { .. }
-                | Self::ModuleCode { .. }
+            Self::UnsupportedChange { .. } | Self::DataChange { .. } | Self::LayoutChange { .. }
         )
     }
 }
@@ -326,10 +319,9 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
 
     // A header change reaches many objects and leaves most of their code
     // alone: preprocess them first (far cheaper than compiling) and compile
-    // only those whose preprocessed source differs. The same tells whether
-    // the patch changes code of a loadable module.
+    // only those whose preprocessed source differs.
     let mut compiled: Vec<String> = affected.keys().cloned().collect();
-    if !headers.is_empty() || affected.values().any(|a| a.command.module.is_some()) {
+    if !headers.is_empty() {
         let started = Instant::now();
         let jobs: Vec<Job> = compiled
             .iter()
@@ -354,15 +346,6 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
             !same
         });
         timings.preprocess = started.elapsed();
-    }
-    if let Some(module) = compiled
-        .iter()
-        .find_map(|o| Some((o, affected[o].command.module.as_ref()?)))
-    {
-        return Err(CreateError::ModuleCode {
-            object: module.0.clone(),
-            module: module.1.clone(),
-        });
     }
     let started = Instant::now();
     let jobs: Vec<Job> = compiled
@@ -398,6 +381,7 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         }
         units.push(emit::Unit {
             object: object.clone(),
+            module: affected[object].command.module.clone(),
             pre,
             pre_path,
             post,

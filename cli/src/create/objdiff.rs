@@ -162,6 +162,43 @@ impl Object {
     pub fn elf<'a>(&'a self, path: &Path) -> Result<ElfFile64<'a>, CreateError> {
         ElfFile64::parse(&*self.data).map_err(|e| elf_error(path, e))
     }
+
+    /// The names of the symbols the object refers to but does not define.
+    pub fn undefined(&self, path: &Path) -> Result<Vec<String>, CreateError> {
+        let file = self.elf(path)?;
+        let mut names = Vec::new();
+        for sym in file.symbols().filter(|s| s.is_undefined()) {
+            let name = sym.name().map_err(|e| elf_error(path, e))?;
+            if !name.is_empty() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// The defined functions and variables of a linked module (`.ko`), as
+/// `System.map` would list them: name -> one type letter per definition
+/// (`T`/`t` for code, `D`/`d` for data; upper case for globals).
+pub fn symbol_map(path: &Path) -> Result<HashMap<String, Vec<char>>, CreateError> {
+    let data = std::fs::read(path).map_err(|e| CreateError::io(path, e))?;
+    let file = ElfFile64::<object::Endianness>::parse(&*data).map_err(|e| elf_error(path, e))?;
+    let mut map: HashMap<String, Vec<char>> = HashMap::new();
+    for sym in file.symbols() {
+        let kind = sym.elf_symbol().st_type();
+        if sym.is_undefined() || !(kind == elf::STT_FUNC || kind == elf::STT_OBJECT) {
+            continue;
+        }
+        let letter = match (kind == elf::STT_FUNC, sym.is_global()) {
+            (true, true) => 'T',
+            (true, false) => 't',
+            (false, true) => 'D',
+            (false, false) => 'd',
+        };
+        let name = sym.name().map_err(|e| elf_error(path, e))?;
+        map.entry(name.to_owned()).or_default().push(letter);
+    }
+    Ok(map)
 }
 
 /// Whether a relocation type is PC-relative, so its addend also holds the

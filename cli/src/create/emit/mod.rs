@@ -43,6 +43,8 @@ use super::CreateError;
 pub struct Unit {
     /// Path relative to the objtree, e.g. `fs/proc/loadavg.o`.
     pub object: String,
+    /// The loadable module it is linked into, or `None` for vmlinux.
+    pub module: Option<String>,
     /// The unpatched build.
     pub pre: Object,
     /// Where `pre` was read from.
@@ -98,6 +100,46 @@ pub fn exports_with_ksplice(tree: &KernelTree) -> Result<HashMap<String, String>
     Ok(exports)
 }
 
+/// What the update's references may lead to: vmlinux's exports and
+/// symbols, and, when it patches module code, what modules export and
+/// the symbol tables of the modules its code may refer into.
+fn kernel_symbols(tree: &KernelTree, units: &[Unit]) -> Result<KernelSymbols, CreateError> {
+    let kernel = KernelSymbols::new(
+        exports_with_ksplice(tree)?,
+        tree.system_map()?,
+        tree.config("CONFIG_LIVEPATCH"),
+    );
+    if units.iter().all(|u| u.module.is_none()) {
+        return Ok(kernel);
+    }
+    let module_exports: HashMap<String, String> = tree
+        .module_exports()?
+        .into_iter()
+        .map(|(name, (module, _))| (name, module))
+        .collect();
+    let mut needed = BTreeSet::new();
+    for unit in units {
+        let Some(module) = &unit.module else { continue };
+        needed.insert(module.clone());
+        for name in unit.post.undefined(&unit.post_path)? {
+            if let Some(m) = module_exports.get(&name) {
+                needed.insert(m.clone());
+            }
+        }
+    }
+    let mut maps = HashMap::new();
+    for module in needed {
+        let path = tree.module_file(&module)?.ok_or_else(|| {
+            refuse(
+                &module,
+                "the built module is not in the kernel tree's modules.order",
+            )
+        })?;
+        maps.insert(module, objdiff::symbol_map(&path)?);
+    }
+    Ok(kernel.with_modules(module_exports, maps))
+}
+
 /// A refusal concerning `unit`.
 fn refuse(unit: &str, why: impl Into<String>) -> CreateError {
     CreateError::UnsupportedChange {
@@ -116,11 +158,7 @@ pub fn build_post_object(
     let mut e = Emitter {
         bug_verbose: tree.config("CONFIG_DEBUG_BUGVERBOSE"),
         hooks: Vec::new(),
-        kernel: KernelSymbols::new(
-            exports_with_ksplice(tree)?,
-            tree.system_map()?,
-            tree.config("CONFIG_LIVEPATCH"),
-        ),
+        kernel: kernel_symbols(tree, units)?,
         elf: PostElf::new(),
         payload: PayloadWriter::default(),
         load_time: BTreeSet::new(),
@@ -266,7 +304,7 @@ impl Emitter {
             .map_err(|_| refuse(&unit.object, format!("{name} is too large")))?;
         self.elf.add_place(symbol);
         self.payload
-            .add_place(name, kind, size)
+            .add_place(name, kind, size, unit.module.as_deref())
             .map_err(CreateError::Payload)
     }
 
@@ -458,6 +496,7 @@ impl Emitter {
                 unit: existing.unit.as_deref(),
                 name: &existing.name,
                 kind: existing.kind,
+                module: existing.module.as_deref(),
             })
             .map_err(CreateError::Payload)?;
         self.payload
