@@ -639,3 +639,21 @@ fn o_a_warn_in_new_code_finds_its_own_bug_table_entry_in_the_update() {
         );
     }
 }
+
+#[test]
+fn q_changed_constant_data_replaces_the_functions_that_use_it() {
+    // Only the table changes; its user must move to the new copy, or the
+    // fix would be dropped with "nothing to apply".
+    assert_eq!(
+        explain("q-const-table.patch"),
+        set(&[("replace", "get_task_state"), ("copy", "task_state_array")])
+    );
+    let (_, payload) = build("q-const-table.patch", "test-q");
+    let p = Payload::parse(&payload).unwrap();
+    let places: BTreeSet<&str> = (0..p.places.len()).map(|i| p.place_name(i)).collect();
+    assert!(places.contains("task_state_array"), "{places:?}");
+    assert_eq!(
+        replaced_names(&payload),
+        ["get_task_state".to_owned()].into()
+    );
+}

@@ -348,6 +348,9 @@ pub enum Reason {
     ChangedRelocations,
     /// It is new in the patched source.
     NewFunction,
+    /// It refers to read-only data the patch changed, which the update
+    /// carries as a new copy.
+    UsesChangedData(String),
 }
 
 impl std::fmt::Display for Reason {
@@ -356,6 +359,7 @@ impl std::fmt::Display for Reason {
             Self::ChangedBytes(n) => write!(f, "changed bytes ({n} differ)"),
             Self::ChangedRelocations => f.write_str("changed relocations"),
             Self::NewFunction => f.write_str("new function"),
+            Self::UsesChangedData(name) => write!(f, "uses changed read-only data {name}"),
         }
     }
 }
@@ -726,7 +730,64 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
         }
         d.changed_rodata.insert(name.clone());
     }
+    follow_changed_rodata(object_name, post, &mut d)?;
     Ok(d)
+}
+
+/// The users of changed read-only data must move to its new copy: read-only
+/// data pointing at it is copied too, functions referring to it are
+/// replaced (init code, which does not run again, is noted). Writable data
+/// pointing at it would need its initial value changed: refused.
+fn follow_changed_rodata(
+    object_name: &str,
+    post: &Object,
+    d: &mut Diff,
+) -> Result<(), CreateError> {
+    let mut pending: Vec<String> = d.changed_rodata.iter().cloned().collect();
+    while let Some(changed) = pending.pop() {
+        let target = Target::Named(changed.clone());
+        let uses = |i: &Item| i.relocs.iter().any(|r| r.target == target);
+        for (name, item) in &post.objects {
+            if !uses(item) || d.changed_rodata.contains(name) || d.new_data.contains(name) {
+                continue;
+            }
+            if item.is_init_or_exit() {
+                continue;
+            }
+            if item.writable || item.nobits {
+                return Err(CreateError::UnsupportedChange {
+                    path: object_name.to_owned(),
+                    why: format!(
+                        "{name} points at read-only data {changed}, which the patch changes; \
+                         data changes need a hook"
+                    ),
+                });
+            }
+            d.changed_rodata.insert(name.clone());
+            pending.push(name.clone());
+        }
+        for (name, item) in &post.functions {
+            if !uses(item) || d.new_functions.contains(name) {
+                continue;
+            }
+            if item.is_init_or_exit() {
+                d.notes.push(format!(
+                    "{object_name}: {name} is __init/__exit code using changed {changed}; \
+                     it does not run again"
+                ));
+                continue;
+            }
+            if is_cold_part(name) {
+                d.new_functions.insert(name.clone());
+                continue;
+            }
+            d.changed
+                .entry(name.clone())
+                .or_default()
+                .push(Reason::UsesChangedData(changed.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// A special section whose fixed-size entries each describe one place in
