@@ -736,32 +736,35 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
 
 /// The users of changed read-only data must move to its new copy: read-only
 /// data pointing at it is copied too, functions referring to it are
-/// replaced (init code, which does not run again, is noted). Writable data
-/// pointing at it would need its initial value changed: refused.
+/// replaced. Where the running kernel may hold the old copy's address
+/// (the data is global, so other files use it; init code registered it;
+/// writable data points at it) the new copy would go unused: refused.
 fn follow_changed_rodata(
     object_name: &str,
     post: &Object,
     d: &mut Diff,
 ) -> Result<(), CreateError> {
+    let refuse = |why: String| CreateError::UnsupportedChange {
+        path: object_name.to_owned(),
+        why: format!("{why}; data changes need a hook"),
+    };
     let mut pending: Vec<String> = d.changed_rodata.iter().cloned().collect();
     while let Some(changed) = pending.pop() {
+        if post.objects.get(&changed).is_some_and(|i| !i.local) {
+            return Err(refuse(format!(
+                "read-only data {changed} changes, but it is global: other files keep using the old copy"
+            )));
+        }
         let target = Target::Named(changed.clone());
         let uses = |i: &Item| i.relocs.iter().any(|r| r.target == target);
         for (name, item) in &post.objects {
             if !uses(item) || d.changed_rodata.contains(name) || d.new_data.contains(name) {
                 continue;
             }
-            if item.is_init_or_exit() {
-                continue;
-            }
-            if item.writable || item.nobits {
-                return Err(CreateError::UnsupportedChange {
-                    path: object_name.to_owned(),
-                    why: format!(
-                        "{name} points at read-only data {changed}, which the patch changes; \
-                         data changes need a hook"
-                    ),
-                });
+            if item.writable || item.nobits || item.is_init_or_exit() {
+                return Err(refuse(format!(
+                    "{name} points at read-only data {changed}, which the patch changes"
+                )));
             }
             d.changed_rodata.insert(name.clone());
             pending.push(name.clone());
@@ -771,11 +774,10 @@ fn follow_changed_rodata(
                 continue;
             }
             if item.is_init_or_exit() {
-                d.notes.push(format!(
-                    "{object_name}: {name} is __init/__exit code using changed {changed}; \
-                     it does not run again"
-                ));
-                continue;
+                return Err(refuse(format!(
+                    "read-only data {changed} changes, but {name} (init code, which does not run \
+                     again) is what gave its address away"
+                )));
             }
             if is_cold_part(name) {
                 d.new_functions.insert(name.clone());
@@ -1105,6 +1107,27 @@ mod tests {
             vec![flag("state.2", ".data")],
         );
         assert!(pair_objects(&pre, &post).is_err());
+    }
+
+    #[test]
+    fn changed_constants_move_their_users_unless_the_old_copy_stays_reachable() {
+        let table = |bytes: &[u8], local: bool| Item {
+            bytes: bytes.to_vec(),
+            local,
+            writable: false,
+            nobits: false,
+            ..item("ops", &[])
+        };
+        let mk = |t: Item| Object {
+            data: Vec::new(),
+            functions: [("probe".to_owned(), item("probe", &[named("ops")]))].into(),
+            objects: [("ops".to_owned(), t)].into(),
+        };
+        let d = diff("x.o", &mk(table(b"a", true)), &mk(table(b"b", true))).unwrap();
+        assert_eq!(d.changed_rodata, ["ops".to_owned()].into());
+        assert_eq!(d.changed["probe"], [Reason::UsesChangedData("ops".into())]);
+        let err = diff("x.o", &mk(table(b"a", false)), &mk(table(b"b", false))).unwrap_err();
+        assert!(err.to_string().contains("global"), "{err}");
     }
 
     #[test]
