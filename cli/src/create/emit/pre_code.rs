@@ -29,6 +29,19 @@ pub fn string_symbol(text: &[u8]) -> String {
     }
 }
 
+/// Whether the pre code of a function `unit` replaces refers to the string
+/// literal `text` (short enough to be named by content), so run-pre
+/// matching will locate the running kernel's copy.
+pub fn replaced_code_uses(unit: &Unit, text: &[u8]) -> bool {
+    let target = Target::Str(text.to_vec());
+    text.len() <= STRING_MAX
+        && unit.diff.changed.keys().any(|f| {
+            unit.pre.functions.get(f).is_some_and(|i| {
+                !i.is_init_or_exit() && i.relocs.iter().any(|r| r.target == target)
+            })
+        })
+}
+
 /// Adds the pre code of one unit's functions to the payload.
 pub struct RunPre<'a> {
     /// Where the records go.
