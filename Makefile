@@ -1,7 +1,8 @@
 # ksplice: rebootless Linux kernel updates.
 #
 #   make demo   build everything, boot the test VM and show an update
-#   make test   every test: cargo test, clippy, fmt, the package and the VM tests
+#   make test   every test: cargo test, clippy, fmt, the package, the VM
+#               tests and a few real stable fixes (make eval runs them all)
 #   make deb    the Debian package, target/deb/ksplice_VERSION_amd64.deb
 #
 # KDIR=<kernel build dir> builds ksplice.ko against another Rust-enabled
@@ -23,7 +24,7 @@ export KERNEL_SOURCE KERNEL KERNEL_FLAVOUR
 KDIR ?= $(shell KERNEL_SOURCE="$(KERNEL_SOURCE)" KERNEL="$(KERNEL)" KERNEL_FLAVOUR="$(KERNEL_FLAVOUR)" \
 	  scripts/test-kernel --print-dir)
 
-.PHONY: all kernel kmod cli deb updates test-modules host-test harness-test package-test lint vm-test stress-test debian-test test demo clean rust-toolchain
+.PHONY: all kernel kmod cli deb updates test-modules host-test harness-test package-test lint vm-test stress-test debian-test eval eval-quick test demo clean rust-toolchain
 
 all: kmod cli
 
@@ -83,7 +84,19 @@ harness-test:
 debian-test: cli
 	KERNEL_SOURCE=debian KERNEL=$(if $(filter debian,$(KERNEL_SOURCE)),$(KERNEL),7.2.9) scripts/debian-smoke
 
-test: host-test harness-test lint package-test vm-test stress-test debian-test
+# The real-fix evaluation (scripts/eval-stable): the fixes of Debian's 7.2
+# stable releases, each created, applied, exercised and undone on the
+# defconfig test kernel it fixes. Two kernel builds of 20-40 min, then hours.
+eval: cli
+	@rc=0; for r in "7.2.9 7.2.11" "7.2.11 7.2.12"; do \
+	  KCONFIG_BASE=defconfig scripts/eval-stable $$r || rc=1; done; exit $$rc
+
+# A few of those fixes on the tinyconfig build of 7.2.9 (make test).
+eval-quick: cli
+	KCONFIG_BASE=tinyconfig scripts/eval-stable --units tests/eval/quick.units \
+	  --out target/eval/quick 7.2.9 7.2.11
+
+test: host-test harness-test lint package-test vm-test stress-test eval-quick debian-test
 
 ifeq ($(KERNEL_SOURCE),debian)
 demo: cli

@@ -217,6 +217,72 @@ unsigned long ksplice_helper_module_symbol(struct module *mod, const char *name,
 	return 0;
 }
 
+/*
+ * The addresses of mod's defined symbols named name, at most cap of them
+ * into out; returns how many there are. Under RCU, so nothing may sleep:
+ * the caller counts first, then allocates.
+ */
+size_t ksplice_helper_module_matches(struct module *mod, const char *name, unsigned long *out, size_t cap)
+{
+	struct mod_kallsyms *kallsyms;
+	size_t n = 0;
+	unsigned int i;
+
+	guard(rcu)();
+	kallsyms = rcu_dereference(mod->kallsyms);
+	for (i = 0; kallsyms && i < kallsyms->num_symtab; i++) {
+		const Elf_Sym *sym = &kallsyms->symtab[i];
+
+		if (sym->st_shndx == SHN_UNDEF || strcmp(kallsyms->strtab + sym->st_name, name))
+			continue;
+		if (n < cap)
+			out[n] = sym->st_value;
+		n++;
+	}
+	return n;
+}
+
+/* The state (MODULE_STATE_*) of the module called name, or -1 if none is. */
+int ksplice_helper_module_state(const char *name)
+{
+	struct module *mod;
+
+	guard(rcu)();
+	mod = ks_find_module(name);
+	return mod ? mod->state : -1;
+}
+
+const char *ksplice_helper_module_name(struct module *mod)
+{
+	return mod->name;
+}
+
+/* Rust (update.rs): a module is coming (its init has not run) or going. */
+int ksplice_module_coming(struct module *mod);
+void ksplice_module_going(struct module *mod);
+
+static int module_event(struct notifier_block *nb, unsigned long state, void *data)
+{
+	if (state == MODULE_STATE_COMING)
+		return notifier_from_errno(ksplice_module_coming(data));
+	if (state == MODULE_STATE_GOING)
+		ksplice_module_going(data);
+	return NOTIFY_DONE;
+}
+
+/* Default priority: after jump labels and static calls fix the module's text. */
+static struct notifier_block module_nb = { .notifier_call = module_event };
+
+int ksplice_helper_register_module_notifier(void)
+{
+	return register_module_notifier(&module_nb);
+}
+
+void ksplice_helper_unregister_module_notifier(void)
+{
+	unregister_module_notifier(&module_nb);
+}
+
 /* Whether [addr, addr + len) lies inside one memory region of the module. */
 bool ksplice_helper_module_owns(struct module *mod, unsigned long addr, unsigned long len)
 {
@@ -326,6 +392,17 @@ int ksplice_helper_stop_machine(int (*fn)(void *), void *data)
 void ksplice_helper_sync_core(void)
 {
 	sync_core();
+}
+
+static void sync_this_cpu(void *unused)
+{
+	sync_core();
+}
+
+/* Every CPU serialises its instruction stream (sleeps; not in stop_machine). */
+void ksplice_helper_sync_all_cpus(void)
+{
+	on_each_cpu(sync_this_cpu, NULL, 1);
 }
 
 /* Rust (trampoline.rs): the jmp target an int3 of ksplice stands for, or 0. */

@@ -46,6 +46,11 @@ void ksplice_helper_module_put(struct module *mod);
 void ksplice_helper_module_get(struct module *mod);
 unsigned long ksplice_helper_module_symbol(struct module *mod, const char *name, unsigned long *size);
 bool ksplice_helper_module_owns(struct module *mod, unsigned long addr, unsigned long len);
+size_t ksplice_helper_module_matches(struct module *mod, const char *name, unsigned long *out, size_t cap);
+int ksplice_helper_module_state(const char *name);
+const char *ksplice_helper_module_name(struct module *mod);
+int ksplice_helper_register_module_notifier(void);
+void ksplice_helper_unregister_module_notifier(void);
 bool ksplice_helper_module_patch_site(struct module *mod, unsigned long addr,
 				      unsigned long *start, unsigned long *end);
 
@@ -66,6 +71,7 @@ void *ksplice_helper_map(unsigned long addr, unsigned long len);
 void ksplice_helper_unmap(void *alias);
 int ksplice_helper_stop_machine(int (*fn)(void *), void *data);
 void ksplice_helper_sync_core(void);
+void ksplice_helper_sync_all_cpus(void);
 int ksplice_helper_register_int3(void);
 void ksplice_helper_unregister_int3(void);
 

@@ -114,6 +114,11 @@ impl Hooks {
         Ok(Self { list })
     }
 
+    /// Whether the update has no hooks.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// A copy, for an operation that must not hold the registry lock.
     pub(crate) fn try_clone(&self) -> Result<Self, Refusal> {
         let mut list = KVec::with_capacity(self.list.len(), GFP_KERNEL)?;

@@ -19,6 +19,9 @@
 //!    write the trampolines;
 //! 5. `update.rs`: record the update in the registry.
 //!
+//! Functions of a module that is not loaded wait in the registry; the
+//! module notifier (`update::module_coming`) patches them when it loads.
+//!
 //! Expected refusals (`no_match`, `code_busy`, ...) are not ioctl errors:
 //! the ioctl succeeds and the result's abort code says why. Errnos are for
 //! misuse of the ABI (`EPERM`, `EFAULT`, `EINVAL`, `ENOTTY`, `EINTR`).
@@ -141,7 +144,11 @@ impl kernel::InPlaceModule for KspliceModule {
             shadow::SHADOW.init();
         };
         THIS_MODULE_PTR.store(module.as_ptr(), Ordering::Relaxed);
-        let kernel = sys::init_kallsyms().and_then(|()| sys::register_int3());
+        let kernel = sys::init_kallsyms()
+            .and_then(|()| sys::register_int3())
+            .and_then(|()| {
+                sys::register_module_notifier().inspect_err(|_| sys::unregister_int3())
+            });
         match &kernel {
             Ok(()) => pr_info!("core loaded, ABI version {}\n", uapi::ABI_VERSION),
             Err(e) => pr_err!(
@@ -159,6 +166,7 @@ impl kernel::InPlaceModule for KspliceModule {
 #[pinned_drop]
 impl PinnedDrop for KspliceModule {
     fn drop(self: Pin<&mut Self>) {
+        sys::unregister_module_notifier();
         sys::unregister_int3();
         shadow::free_everything();
         pr_info!("core unloaded\n");
@@ -208,6 +216,42 @@ impl MiscDevice for KspliceDevice {
         }
         Ok(0)
     }
+}
+
+/// The module notifier (helpers.c): module `module` is coming, its init
+/// not yet run. Patches what applied updates have pending for it; a
+/// refusal refuses the load (an errno), with the reason logged.
+#[no_mangle]
+extern "C" fn ksplice_module_coming(module: *mut core::ffi::c_void) -> kernel::ffi::c_int {
+    // SAFETY: The notifier passes the module it is called for.
+    let module = unsafe { sys::ModuleRef::notified(module) };
+    let _op = OPERATION.lock();
+    let name = core::str::from_utf8(module.name()).unwrap_or("?");
+    match update::module_coming(&module) {
+        Ok(0) => 0,
+        Ok(n) => {
+            pr_info!("module {name} loaded: patched {n} functions of applied updates\n");
+            0
+        }
+        Err(r) => {
+            pr_err!(
+                "refusing to load module {name}: an applied update patches it: {}: {}\n",
+                r.abort.as_str(),
+                core::str::from_utf8(r.detail()).unwrap_or("?")
+            );
+            EINVAL.to_errno()
+        }
+    }
+}
+
+/// The module notifier: module `module` is going (or failed to load).
+#[no_mangle]
+extern "C" fn ksplice_module_going(module: *mut core::ffi::c_void) {
+    // SAFETY: The notifier passes the module it is called for, which lives
+    // until it returns.
+    let name = unsafe { sys::module_name(module) };
+    let _op = OPERATION.lock();
+    update::module_going(sys::name_bytes(&name));
 }
 
 /// Waits for the operation lock without blocking uninterruptibly: a
@@ -283,6 +327,12 @@ fn refuse_into(result: &mut uapi::OpResult, refusal: &Refusal) {
 /// One kernel log line per operation: what was done, or why not.
 fn log_outcome(what: &str, subject: &str, outcome: &core::result::Result<update::Done, Refusal>) {
     match outcome {
+        Ok(d) if d.pending > 0 => pr_info!(
+            "{what} {subject}: {} functions, pause {} ns; {} pending until their module loads\n",
+            d.functions,
+            d.pause_ns,
+            d.pending
+        ),
         Ok(d) => pr_info!(
             "{what} {subject}: {} functions, pause {} ns\n",
             d.functions,

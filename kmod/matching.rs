@@ -9,6 +9,10 @@
 //! inferences, checked against kallsyms, then resolve the update's post
 //! relocations, which are written into update.ko before any trampoline
 //! points at its code.
+//!
+//! A function of a loadable module is looked for only in that module's
+//! kallsyms. A module that is not loaded is matched when it loads
+//! ([`Targets`] says which objects are there).
 
 use kernel::prelude::*;
 
@@ -16,9 +20,82 @@ use crate::payload::{Payload, SymbolKind, SYMBOL_LOCAL};
 use crate::refusal::{refuse, Refusal};
 use crate::reloc::RelocKind;
 use crate::runpre;
-use crate::sys::{self, ModuleRef, TextAlias};
+use crate::sys::{self, ModuleLookup, ModuleRef, TextAlias};
 use crate::uapi::Abort;
 use crate::x86;
+
+/// Where each object of a payload is during one operation: vmlinux, a
+/// loaded module (held), or a module that is not loaded.
+pub(crate) struct Targets {
+    /// By object number: 0 is vmlinux.
+    list: KVec<Target>,
+}
+
+enum Target {
+    Kernel,
+    Module(ModuleRef),
+    Absent,
+}
+
+impl Targets {
+    /// Looks up every module the payload names. One being loaded or
+    /// unloaded right now is refused: whether its notifier has already run
+    /// cannot be known.
+    pub(crate) fn find(payload: &Payload<'_>) -> Result<Self, Refusal> {
+        Self::find_with(payload, None)
+    }
+
+    /// As [`Self::find`], with `coming` the module whose notifier runs.
+    pub(crate) fn find_with(
+        payload: &Payload<'_>,
+        coming: Option<&ModuleRef>,
+    ) -> Result<Self, Refusal> {
+        let mut list = KVec::with_capacity(payload.objects.len() as usize + 1, GFP_KERNEL)?;
+        list.push(Target::Kernel, GFP_KERNEL)?;
+        for object in 1..=payload.objects.len() {
+            let name = payload.object_name(object).unwrap_or("?");
+            let target = match coming {
+                Some(m) if m.name() == name.as_bytes() => Target::Module(m.clone_ref()),
+                _ => match ModuleRef::lookup(name)? {
+                    ModuleLookup::Live(m) => Target::Module(m),
+                    ModuleLookup::Absent => Target::Absent,
+                    ModuleLookup::Changing => refuse!(
+                        Abort::ModuleChanging,
+                        "module {name} is being loaded or unloaded"
+                    ),
+                },
+            };
+            list.push(target, GFP_KERNEL)?;
+        }
+        Ok(Self { list })
+    }
+
+    /// Whether the code of `object` is in memory now.
+    pub(crate) fn loaded(&self, object: u16) -> bool {
+        matches!(
+            self.list.get(object as usize),
+            Some(Target::Kernel | Target::Module(_))
+        )
+    }
+
+    /// The loaded module of `object`, if it is one.
+    pub(crate) fn module(&self, object: u16) -> Option<&ModuleRef> {
+        match self.list.get(object as usize) {
+            Some(Target::Module(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Every address kallsyms has for `name` in `object`; `None` if the
+    /// object is not loaded.
+    fn candidates(&self, object: u16, name: &str) -> Result<Option<KVec<u64>>, Refusal> {
+        Ok(match self.list.get(object as usize) {
+            Some(Target::Kernel) => Some(sys::candidates(name)?),
+            Some(Target::Module(m)) => Some(m.candidates(name)?),
+            _ => None,
+        })
+    }
+}
 
 /// An applied update whose module may hold live copies of functions.
 pub(crate) struct Applied<'a> {
@@ -220,18 +297,25 @@ fn match_one(
     index: u32,
     known: &mut Inferences,
     applied: &[Applied<'_>],
+    targets: &Targets,
 ) -> Result<u64, Refusal> {
     let Some(f) = payload.functions.get(index) else {
         refuse!(Abort::BadPayload, "function {index}");
     };
     let name = payload.symbol_name(f.symbol);
     let code_len = f.code_len as u64;
-    let mut candidates = sys::candidates(name)?;
-    // Stacking: a function an earlier update replaced lives on in its module.
-    for a in applied {
-        if let Some((addr, size)) = a.module.symbol(name)? {
-            if size == code_len {
-                candidates.push(addr, GFP_KERNEL)?;
+    let object = payload.symbol_object(f.symbol);
+    let Some(mut candidates) = targets.candidates(object, name)? else {
+        refuse!(Abort::BadPayload, "{name}: its module is not loaded");
+    };
+    // Stacking: a function an earlier update replaced lives on in its
+    // module. (Module code is not stacked on: update.rs refuses that.)
+    if object == 0 {
+        for a in applied {
+            if let Some((addr, size)) = a.module.symbol(name)? {
+                if size == code_len {
+                    candidates.push(addr, GFP_KERNEL)?;
+                }
             }
         }
     }
@@ -327,26 +411,43 @@ fn match_one(
                     "a kprobe at {said} is in {name}, which this update must match; remove it first"
                 )
             }
-            None => refuse!(
-                Abort::NoMatch,
-                "{name}: no candidate of at least {code_len} bytes in the running kernel"
-            ),
+            None => match targets.module(object) {
+                Some(m) => refuse!(
+                    Abort::NoMatch,
+                    "{name}: no candidate of at least {code_len} bytes in module {}",
+                    core::str::from_utf8(m.name()).unwrap_or("?")
+                ),
+                None => refuse!(
+                    Abort::NoMatch,
+                    "{name}: no candidate of at least {code_len} bytes in the running kernel"
+                ),
+            },
         },
         (n, _) => refuse!(Abort::NoMatch, "{name}: {n} candidates match; ambiguous"),
     }
 }
 
-/// Matches every pre function of the payload and checks what the matches
-/// revealed. Needs the text lock, so the code cannot change meanwhile.
+/// Matches the pre functions of the payload whose objects `wanted` says
+/// (all loaded ones, or the one module now loading), and checks what the
+/// matches revealed. Functions not matched get address 0. Needs the text
+/// lock, so the code cannot change meanwhile.
 pub(crate) fn match_all(
     lock: &sys::TextLock,
     payload: &Payload<'_>,
     applied: &[Applied<'_>],
+    targets: &Targets,
+    wanted: impl Fn(u16) -> bool,
 ) -> Result<Matched, Refusal> {
     let mut known = Inferences::new(payload.symbols.len())?;
     let mut addresses = KVec::with_capacity(payload.functions.len() as usize, GFP_KERNEL)?;
     for i in 0..payload.functions.len() {
-        addresses.push(match_one(lock, payload, i, &mut known, applied)?, GFP_KERNEL)?;
+        let object = payload.function_object(i);
+        let addr = if wanted(object) && targets.loaded(object) {
+            match_one(lock, payload, i, &mut known, applied, targets)?
+        } else {
+            0
+        };
+        addresses.push(addr, GFP_KERNEL)?;
     }
     // Every inferred variable or function must be one kallsyms knows by
     // that name (aliases included), or a function of an applied update.
@@ -368,7 +469,14 @@ pub(crate) fn match_all(
         for a in applied {
             in_update |= a.module.symbol(name)?.is_some_and(|(addr, _)| addr == *value);
         }
-        if !in_update && !sys::candidates(name)?.iter().any(|a| a == value) {
+        let object = payload.symbol_object(i);
+        let Some(named) = targets.candidates(object, name)? else {
+            refuse!(
+                Abort::NoMatch,
+                "run-pre says {name} is at {value:#x}, but its module is not loaded"
+            );
+        };
+        if !in_update && !named.iter().any(|a| a == value) {
             let mut buf = sys::symbol_buffer();
             let said = core::str::from_utf8(sys::symbol_at(*value, &mut buf)).unwrap_or("?");
             refuse!(
@@ -385,7 +493,12 @@ pub(crate) fn match_all(
 }
 
 /// The value of payload symbol `symbol` for a post relocation.
-fn resolve(payload: &Payload<'_>, symbol: u32, known: &Inferences) -> Result<u64, Refusal> {
+fn resolve(
+    payload: &Payload<'_>,
+    symbol: u32,
+    known: &Inferences,
+    targets: &Targets,
+) -> Result<u64, Refusal> {
     if let Some(v) = known.get(symbol) {
         return Ok(v);
     }
@@ -403,7 +516,14 @@ fn resolve(payload: &Payload<'_>, symbol: u32, known: &Inferences) -> Result<u64
         .symbols
         .get(symbol)
         .is_some_and(|s| s.flags & SYMBOL_LOCAL != 0);
-    let candidates = sys::candidates(name)?;
+    let object = payload.symbol_object(symbol);
+    let Some(candidates) = targets.candidates(object, name)? else {
+        refuse!(
+            Abort::MissingSymbol,
+            "{name}: module {} is not loaded",
+            payload.object_name(u32::from(object)).unwrap_or("?")
+        );
+    };
     match candidates.as_slice() {
         [one] => Ok(*one),
         [] => refuse!(Abort::MissingSymbol, "{name}: not in kallsyms"),
@@ -420,16 +540,22 @@ fn resolve(payload: &Payload<'_>, symbol: u32, known: &Inferences) -> Result<u64
     }
 }
 
-/// Writes update.ko's post relocations from the run-pre results. Nothing
-/// runs update.ko's code yet, so plain writes through an alias are safe.
+/// Writes update.ko's post relocations of the places serving the objects
+/// `wanted` says, from the run-pre results. Nothing runs those places'
+/// code yet, so plain writes through an alias are safe.
 pub(crate) fn post_relocate(
     payload: &Payload<'_>,
     matched: &Matched,
+    targets: &Targets,
+    wanted: impl Fn(u16) -> bool,
     module: &ModuleRef,
     places: &[u64],
 ) -> Result<(), Refusal> {
     for r in payload.post_relocs.iter() {
-        let s = resolve(payload, r.symbol, &matched.known)?;
+        if !payload.places.get(r.place).is_some_and(|p| wanted(p.object)) {
+            continue;
+        }
+        let s = resolve(payload, r.symbol, &matched.known, targets)?;
         let place = places.get(r.place as usize).copied().unwrap_or(0);
         let p = place.wrapping_add(u64::from(r.offset));
         let Ok(kind) = RelocKind::from_elf(u32::from(r.kind)) else {
@@ -449,11 +575,12 @@ pub(crate) fn post_relocate(
     Ok(())
 }
 
-/// Refuses if any code or data update.ko carries still refers to the stubs
-/// that stand for not-yet-resolved symbols: every such reference must have
-/// been a post relocation, now written.
+/// Refuses if any code or data update.ko carries for the objects `wanted`
+/// says still refers to the stubs that stand for not-yet-resolved symbols:
+/// every such reference must have been a post relocation, now written.
 pub(crate) fn check_resolved(
     payload: &Payload<'_>,
+    wanted: impl Fn(u16) -> bool,
     module: &ModuleRef,
     places: &[u64],
 ) -> Result<(), Refusal> {
@@ -467,6 +594,9 @@ pub(crate) fn check_resolved(
         return Ok(());
     }
     for (i, p) in (0u32..).zip(payload.places.iter()) {
+        if !wanted(p.object) {
+            continue;
+        }
         let addr = places.get(i as usize).copied().unwrap_or(0);
         let mut bytes = KVVec::with_capacity(p.size as usize, GFP_KERNEL)?;
         bytes.resize(p.size as usize, 0, GFP_KERNEL)?;

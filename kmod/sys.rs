@@ -42,6 +42,17 @@ extern "C" {
     ) -> u64;
     fn ksplice_helper_module_owns(module: *mut c_void, addr: u64, len: u64)
         -> bool;
+    fn ksplice_helper_module_matches(
+        module: *mut c_void,
+        name: *const c_char,
+        out: *mut u64,
+        cap: usize,
+    ) -> usize;
+    fn ksplice_helper_module_state(name: *const c_char) -> c_int;
+    fn ksplice_helper_module_name(module: *mut c_void) -> *const c_char;
+    fn ksplice_helper_register_module_notifier() -> c_int;
+    fn ksplice_helper_unregister_module_notifier();
+    fn ksplice_helper_sync_all_cpus();
     fn ksplice_helper_module_patch_site(
         module: *mut c_void,
         addr: u64,
@@ -331,6 +342,41 @@ unsafe impl Send for ModuleRef {}
 // take RCU where the module's data can change.
 unsafe impl Sync for ModuleRef {}
 
+/// A module name as the kernel keeps it (`MODULE_NAME_LEN`), NUL-padded.
+pub(crate) type ModuleName = [u8; crate::payload::MODULE_NAME_MAX + 1];
+
+/// The name of a module the caller knows exists.
+///
+/// # Safety
+///
+/// `module` points to a live `struct module` (a notifier's argument).
+pub(crate) unsafe fn module_name(module: *mut c_void) -> ModuleName {
+    let mut name = [0u8; crate::payload::MODULE_NAME_MAX + 1];
+    // SAFETY: As the caller promises; the name is a NUL-terminated array
+    // inside the struct.
+    let live = unsafe { CStr::from_char_ptr(ksplice_helper_module_name(module)) }.to_bytes();
+    for (d, &b) in name.iter_mut().zip(live.iter().take(crate::payload::MODULE_NAME_MAX)) {
+        *d = b;
+    }
+    name
+}
+
+/// The bytes of a NUL-padded [`ModuleName`].
+pub(crate) fn name_bytes(name: &ModuleName) -> &[u8] {
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    name.get(..len).unwrap_or(&[])
+}
+
+/// What a module name stands for right now.
+pub(crate) enum ModuleLookup {
+    /// Loaded and initialised; the reference keeps it so.
+    Live(ModuleRef),
+    /// No module of that name is loaded.
+    Absent,
+    /// It is being loaded or unloaded.
+    Changing,
+}
+
 impl ModuleRef {
     /// Takes a reference on the live module `name`.
     pub(crate) fn get(name: &str) -> Result<Option<Self>> {
@@ -339,6 +385,64 @@ impl ModuleRef {
         // under RCU and takes a reference before returning it.
         let m = unsafe { ksplice_helper_get_module(c.as_ptr().cast()) };
         Ok((!m.is_null()).then(|| Self(m)))
+    }
+
+    /// Looks module `name` up, taking a reference if it is live.
+    pub(crate) fn lookup(name: &str) -> Result<ModuleLookup> {
+        if let Some(m) = Self::get(name)? {
+            return Ok(ModuleLookup::Live(m));
+        }
+        let c = c_name(name)?;
+        // SAFETY: `c` is NUL-terminated; the helper only reads the state.
+        let state = unsafe { ksplice_helper_module_state(c.as_ptr().cast()) };
+        // Any state but absent is changing: coming, going, or live only
+        // after the reference was tried.
+        Ok(if state == -1 {
+            ModuleLookup::Absent
+        } else {
+            ModuleLookup::Changing
+        })
+    }
+
+    /// A reference on the module a `MODULE_STATE_COMING` notifier was
+    /// called for.
+    ///
+    /// # Safety
+    ///
+    /// `module` is the `struct module` the notifier got, which lives at
+    /// least until the notifier returns.
+    pub(crate) unsafe fn notified(module: *mut c_void) -> Self {
+        // SAFETY: The module exists (as the caller promises); a plain
+        // reference count increment is allowed in any state.
+        unsafe { ksplice_helper_module_get(module) };
+        Self(module)
+    }
+
+    /// The module's name.
+    pub(crate) fn name(&self) -> &[u8] {
+        // SAFETY: We hold a reference; `name` is a NUL-terminated array
+        // inside the module struct.
+        unsafe { CStr::from_char_ptr(ksplice_helper_module_name(self.0)) }.to_bytes()
+    }
+
+    /// Every address the module's kallsyms has for `name`.
+    pub(crate) fn candidates(&self, name: &str) -> Result<KVec<u64>> {
+        let c = c_name(name)?;
+        let mut list = KVec::new();
+        loop {
+            let cap = list.capacity();
+            // SAFETY: We hold a reference, so the module's kallsyms live;
+            // `list` has room for `cap` entries.
+            let n = unsafe {
+                ksplice_helper_module_matches(self.0, c.as_ptr().cast(), list.as_mut_ptr(), cap)
+            };
+            if n <= cap {
+                // SAFETY: The helper wrote `n` entries, within capacity.
+                unsafe { list.inc_len(n) };
+                return Ok(list);
+            }
+            list.reserve(n, GFP_KERNEL)?;
+        }
     }
 
     /// Address and size of a defined symbol of the module.
@@ -508,6 +612,24 @@ pub(crate) unsafe fn stop_machine(
 pub(crate) fn sync_core() {
     // SAFETY: An always-safe serializing instruction sequence.
     unsafe { ksplice_helper_sync_core() }
+}
+
+/// Serialises every CPU's instruction stream; sleeps.
+pub(crate) fn sync_all_cpus() {
+    // SAFETY: Runs sync_core on each CPU through an IPI and waits.
+    unsafe { ksplice_helper_sync_all_cpus() }
+}
+
+/// Registers the module notifier (module init).
+pub(crate) fn register_module_notifier() -> Result {
+    // SAFETY: Registers a static notifier block once.
+    kernel::error::to_result(unsafe { ksplice_helper_register_module_notifier() })
+}
+
+/// Unregisters it (module exit); waits for calls in progress.
+pub(crate) fn unregister_module_notifier() {
+    // SAFETY: Registered in module init.
+    unsafe { ksplice_helper_unregister_module_notifier() }
 }
 
 /// Registers the int3 die notifier (module init).

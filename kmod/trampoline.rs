@@ -98,15 +98,17 @@ impl Site {
     }
 }
 
-/// Prepares the trampoline of every replacement: `addresses` are the live
-/// functions (by payload function), `places` update.ko's.
+/// Prepares the trampoline of every replacement of a function `wanted`
+/// says: `addresses` are the live functions (by payload function),
+/// `places` update.ko's.
 pub(crate) fn prepare(
     payload: &Payload<'_>,
     addresses: &[u64],
     places: &[u64],
+    wanted: impl Fn(u32) -> bool,
 ) -> Result<KVec<Site>, Refusal> {
     let mut sites = KVec::with_capacity(payload.replacements.len() as usize, GFP_KERNEL)?;
-    for r in payload.replacements.iter() {
+    for r in payload.replacements.iter().filter(|r| wanted(r.function)) {
         let Some(f) = payload.functions.get(r.function) else {
             refuse!(Abort::BadPayload, "replacement of function {}", r.function);
         };
@@ -364,6 +366,43 @@ unsafe extern "C" fn round_callback(data: *mut c_void) -> kernel::ffi::c_int {
     // Cross-modifying code: every CPU serialises before running on.
     sys::sync_core();
     0
+}
+
+/// Writes the trampolines of a module that is being loaded: its code has
+/// never run (its init has not been called, nothing can reach it yet), so
+/// no stop is needed. Refuses, writing nothing, if a site no longer holds
+/// what was matched or another text user is in the way. The caller holds
+/// the text lock.
+pub(crate) fn write_unstarted(lock: &TextLock, sites: &[Site]) -> Result<(), Refusal> {
+    conflicts::check_probes(lock, sites)?;
+    if let Some((i, _)) = conflicts::find_owner(lock, sites) {
+        let at = sites.get(i).map_or(0, |s| s.func);
+        let mut buf = sys::symbol_buffer();
+        let name = core::str::from_utf8(sys::symbol_at(at, &mut buf)).unwrap_or("?");
+        refuse!(
+            Abort::FtraceConflict,
+            "{name} is redirected by another ftrace user (livepatch, or an IPMODIFY ftrace_ops)"
+        );
+    }
+    let mut aliases = KVec::with_capacity(sites.len(), GFP_KERNEL)?;
+    for s in sites {
+        if !s.holds(false) {
+            refuse!(
+                Abort::CodeChanged,
+                "the code at {:#x} changed after it was matched",
+                s.site
+            );
+        }
+        aliases.push(TextAlias::map(s.site, JMP_REL32_LEN)?, GFP_KERNEL)?;
+    }
+    // Past every check: only writes follow.
+    for (s, alias) in sites.iter().zip(aliases.iter()) {
+        for (i, &b) in s.jmp.iter().enumerate() {
+            alias.write_byte(i, b);
+        }
+    }
+    sys::sync_all_cpus();
+    Ok(())
 }
 
 /// How often and how long to retry a busy stack check.

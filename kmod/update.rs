@@ -8,23 +8,31 @@
 //! callback) may still point into their code; releasing one is an explicit
 //! step (`RELEASE`).
 //!
-//! Locking: `OPERATION` serialises apply, undo and release for their whole
-//! duration, including the sleeps between stack-check tries (it is waited
-//! for interruptibly). `REGISTRY` guards the list and is held only briefly,
-//! never across a sleep, so `ksplice-view` never waits for an operation.
-//! Only holders of `OPERATION` change the registry. Text is read and
-//! written under the text lock (`sys::TextLock`).
+//! **Modules.** An update may replace functions of loadable modules. Those
+//! of a module that is not loaded are *pending*: when it loads, before its
+//! init runs (`MODULE_STATE_COMING`), they are matched against its fresh
+//! code and their trampolines written, or the load is refused with the
+//! reason logged. When it unloads, its trampolines go with its code; they
+//! come back when it loads again.
+//!
+//! Locking: `OPERATION` serialises apply, undo, release and the module
+//! notifier for their whole duration, including the sleeps between
+//! stack-check tries (ioctls wait for it interruptibly). `REGISTRY` guards
+//! the list and is never held across a stack-check sleep, so `ksplice-view`
+//! does not wait for an operation's retries. Only holders of `OPERATION`
+//! change the registry. Text is read and written under the text lock
+//! (`sys::TextLock`).
 
 use kernel::prelude::*;
 
 use crate::conflicts;
 use crate::hooks::{self, Hooks};
-use crate::matching::{self, Applied};
+use crate::matching::{self, Applied, Targets};
 use crate::notes;
 use crate::payload::{Payload, SymbolKind};
 use crate::refusal::{refuse, Refusal};
 use crate::stack_check::{Checker, Range, Ranges};
-use crate::sys::{self, ModuleRef, TextLock};
+use crate::sys::{self, name_bytes, ModuleName, ModuleRef, TextLock};
 use crate::trampoline::{self, Direction, Retry, Site};
 use crate::uapi::{self, Abort, FunctionState, UpdateState};
 use crate::x86;
@@ -55,6 +63,27 @@ struct Dependency {
 struct NewCode {
     range: Range,
     bytes: KVVec<u8>,
+    /// The object it serves: its post relocations exist only while that
+    /// object is loaded.
+    object: u16,
+}
+
+fn module_name_of(s: &[u8]) -> ModuleName {
+    let mut name = [0u8; crate::payload::MODULE_NAME_MAX + 1];
+    for (d, &b) in name.iter_mut().zip(s.iter().take(crate::payload::MODULE_NAME_MAX)) {
+        *d = b;
+    }
+    name
+}
+
+/// One replaced function.
+struct Replaced {
+    /// Its payload function.
+    function: u32,
+    /// Its object: 0 for vmlinux, else 1 + an index into `Update::objects`.
+    object: u16,
+    /// The trampoline; `None` while its module is not loaded.
+    site: Option<Site>,
 }
 
 /// One update in the registry.
@@ -62,9 +91,13 @@ pub(crate) struct Update {
     pub(crate) id: Id,
     pub(crate) state: UpdateState,
     module: ModuleRef,
-    sites: KVec<Site>,
-    /// The replaced functions' names, one line each, in `sites` order.
+    replaced: KVec<Replaced>,
+    /// The replaced functions' names, one line each, in `replaced` order.
     names: KVec<u8>,
+    /// The modules it patches, by object number - 1.
+    objects: KVec<ModuleName>,
+    /// Whether each of them is loaded (and its part applied).
+    objects_loaded: KVec<bool>,
     new_code: KVec<NewCode>,
     hooks: Hooks,
     depends_on: KVec<Dependency>,
@@ -76,7 +109,60 @@ pub(crate) struct Update {
 
 impl Update {
     pub(crate) fn functions(&self) -> u32 {
-        self.sites.len() as u32
+        self.replaced.len() as u32
+    }
+
+    /// The trampolines in place.
+    fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.replaced.iter().filter_map(|r| r.site.as_ref())
+    }
+
+    /// The trampolines in place, as one list.
+    fn sites_vec(&self) -> Result<KVec<Site>, Refusal> {
+        let mut sites = KVec::with_capacity(self.replaced.len(), GFP_KERNEL)?;
+        for s in self.sites() {
+            sites.push(*s, GFP_KERNEL)?;
+        }
+        Ok(sites)
+    }
+
+    /// The object number of module `name` in this update, if it has one.
+    fn object_of(&self, name: &[u8]) -> Option<u16> {
+        let i = self.objects.iter().position(|o| name_bytes(o) == name)?;
+        u16::try_from(i + 1).ok()
+    }
+
+    /// Whether the code of `object` is there and its part applied.
+    fn object_loaded(&self, object: u16) -> bool {
+        match object.checked_sub(1) {
+            None => true,
+            Some(i) => self.objects_loaded.get(i as usize).copied().unwrap_or(false),
+        }
+    }
+
+    fn set_object_loaded(&mut self, object: u16, loaded: bool) {
+        if let Some(slot) = object
+            .checked_sub(1)
+            .and_then(|i| self.objects_loaded.get_mut(i as usize))
+        {
+            *slot = loaded;
+        }
+    }
+
+    /// The module name of object `object`, or "vmlinux".
+    fn object_name(&self, object: u16) -> &[u8] {
+        match object.checked_sub(1) {
+            None => b"vmlinux",
+            Some(i) => self.objects.get(i as usize).map_or(b"?", name_bytes),
+        }
+    }
+
+    /// Whether it replaces function `function` of module `module`.
+    fn replaces(&self, module: &[u8], function: &[u8]) -> bool {
+        self.replaced
+            .iter()
+            .zip(self.names())
+            .any(|(r, name)| r.object != 0 && self.object_name(r.object) == module && name == function)
     }
 
     pub(crate) fn id_is(&self, id: &[u8]) -> bool {
@@ -127,6 +213,14 @@ impl Registry {
         self.iter().filter(|u| u.state == UpdateState::Applied).count()
     }
 
+    fn for_each_mut(&mut self, mut f: impl FnMut(&mut Update)) {
+        let mut next = self.head.as_deref_mut();
+        while let Some(u) = next {
+            f(u);
+            next = u.next.as_deref_mut();
+        }
+    }
+
     fn find(&self, id: &[u8]) -> Option<&Update> {
         self.iter().find(|u| u.id_is(id))
     }
@@ -170,7 +264,10 @@ impl Registry {
 
 /// What an operation reports back.
 pub(crate) struct Done {
+    /// Trampolines written (apply) or removed (undo).
     pub(crate) functions: u32,
+    /// Functions of modules that are not loaded (apply).
+    pub(crate) pending: u32,
     pub(crate) pause_ns: u64,
 }
 
@@ -264,6 +361,23 @@ fn open_module(
             "the uploaded payload differs from the one in {name}"
         );
     }
+    let places = places_of(&module, name, payload)?;
+    Ok((module, places))
+}
+
+/// The payload update.ko holds (it was checked at apply).
+fn payload_of(module: &ModuleRef) -> Result<KVVec<u8>, Refusal> {
+    let Some((at, size)) = module.symbol("__ksplice_payload")? else {
+        refuse!(Abort::BadPayload, "update.ko lost its payload");
+    };
+    if !module.owns(at, size) {
+        refuse!(Abort::BadPayload, "update.ko's payload lies outside it");
+    }
+    read_module(at, size as usize)
+}
+
+/// The address of every place of update.ko, each inside it.
+fn places_of(module: &ModuleRef, name: &str, payload: &Payload<'_>) -> Result<KVec<u64>, Refusal> {
     let n = payload.places.len() as usize;
     let Some((table, table_size)) = module.symbol("__ksplice_places")? else {
         refuse!(Abort::BadPayload, "{name} has no places table");
@@ -288,7 +402,7 @@ fn open_module(
         }
         places.push(addr, GFP_KERNEL)?;
     }
-    Ok((module, places))
+    Ok(places)
 }
 
 /// The code apply's stack check guards: each replaced function, and its
@@ -337,10 +451,14 @@ fn replaced_ranges(
 }
 
 /// A copy of every new function update.ko carries, as written.
-fn copy_new_code(payload: &Payload<'_>, places: &[u64]) -> Result<KVec<NewCode>, Refusal> {
+fn copy_new_code(
+    payload: &Payload<'_>,
+    places: &[u64],
+    wanted: impl Fn(u16) -> bool,
+) -> Result<KVec<NewCode>, Refusal> {
     let mut code = KVec::new();
     for (i, p) in (0u32..).zip(payload.places.iter()) {
-        if p.kind != SymbolKind::Function as u8 {
+        if p.kind != SymbolKind::Function as u8 || !wanted(p.object) {
             continue;
         }
         let start = places.get(i as usize).copied().unwrap_or(0);
@@ -352,6 +470,7 @@ fn copy_new_code(payload: &Payload<'_>, places: &[u64]) -> Result<KVec<NewCode>,
             NewCode {
                 range,
                 bytes: read_module(start, p.size as usize)?,
+                object: p.object,
             },
             GFP_KERNEL,
         )?;
@@ -359,14 +478,86 @@ fn copy_new_code(payload: &Payload<'_>, places: &[u64]) -> Result<KVec<NewCode>,
     Ok(code)
 }
 
-fn function_names(payload: &Payload<'_>, sites: &[Site]) -> Result<KVec<u8>, Refusal> {
+fn function_names(payload: &Payload<'_>) -> Result<KVec<u8>, Refusal> {
     let mut names = KVec::new();
-    for s in sites {
-        let symbol = payload.functions.get(s.function).map_or(u32::MAX, |f| f.symbol);
+    for r in payload.replacements.iter() {
+        let symbol = payload.functions.get(r.function).map_or(u32::MAX, |f| f.symbol);
         names.extend_from_slice(payload.symbol_name(symbol).as_bytes(), GFP_KERNEL)?;
         names.push(b'\n', GFP_KERNEL)?;
     }
     Ok(names)
+}
+
+/// One entry per replacement of the payload, with its trampoline where
+/// `sites` has one.
+fn replaced_list(payload: &Payload<'_>, sites: &[Site]) -> Result<KVec<Replaced>, Refusal> {
+    let mut list = KVec::with_capacity(payload.replacements.len() as usize, GFP_KERNEL)?;
+    for r in payload.replacements.iter() {
+        list.push(
+            Replaced {
+                function: r.function,
+                object: payload.function_object(r.function),
+                site: sites.iter().find(|s| s.function == r.function).copied(),
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    Ok(list)
+}
+
+fn objects_loaded(payload: &Payload<'_>, targets: &Targets) -> Result<KVec<bool>, Refusal> {
+    let mut loaded = KVec::with_capacity(payload.objects.len() as usize, GFP_KERNEL)?;
+    for object in 1..=payload.objects.len() {
+        loaded.push(targets.loaded(object as u16), GFP_KERNEL)?;
+    }
+    Ok(loaded)
+}
+
+fn object_names(payload: &Payload<'_>) -> Result<KVec<ModuleName>, Refusal> {
+    let mut names = KVec::with_capacity(payload.objects.len() as usize, GFP_KERNEL)?;
+    for object in 1..=payload.objects.len() {
+        let name = payload.object_name(object).unwrap_or("?");
+        names.push(module_name_of(name.as_bytes()), GFP_KERNEL)?;
+    }
+    Ok(names)
+}
+
+/// Refuses what module patching cannot do safely: replacing a module
+/// function another applied update already replaces (module code is not
+/// stacked on), and hooks when a module is not loaded (hooks run once, at
+/// apply, so they could not act on its code or data when it loads).
+fn check_modules(
+    reg: &Registry,
+    payload: &Payload<'_>,
+    hooks: &Hooks,
+    targets: &Targets,
+) -> Result<(), Refusal> {
+    for r in payload.replacements.iter() {
+        let object = payload.function_object(r.function);
+        let Some(module) = payload.object_name(u32::from(object)) else {
+            continue;
+        };
+        let symbol = payload.functions.get(r.function).map_or(u32::MAX, |f| f.symbol);
+        let name = payload.symbol_name(symbol);
+        let other = reg
+            .iter()
+            .filter(|u| u.state == UpdateState::Applied && !u.id_is(payload.id().as_bytes()))
+            .find(|u| u.replaces(module.as_bytes(), name.as_bytes()));
+        if let Some(u) = other {
+            refuse!(
+                Abort::Unsupported,
+                "{name} of module {module} is already replaced by update {}; updates do not stack on module code: undo it and apply one update with both fixes",
+                id_str(&u.id)
+            );
+        }
+        if !hooks.is_empty() && !targets.loaded(object) {
+            refuse!(
+                Abort::Unsupported,
+                "the update has hooks and module {module} is not loaded: load it first"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Applies the update whose payload is `bytes`, carried by update.ko
@@ -380,6 +571,11 @@ pub(crate) fn apply(
     let payload = check_target(&reg, bytes)?;
     let (module, places) = open_module(module_name, &payload, bytes)?;
     let hooks = Hooks::read(&module)?;
+    // Modules are held for the operation only: an update does not keep the
+    // modules it patches from unloading.
+    let targets = Targets::find(&payload)?;
+    check_modules(&reg, &payload, &hooks, &targets)?;
+    let loaded = |object: u16| targets.loaded(object);
 
     let lock = TextLock::lock();
     let mut applied = KVec::new();
@@ -392,7 +588,7 @@ pub(crate) fn apply(
             GFP_KERNEL,
         )?;
     }
-    let matched = matching::match_all(&lock, &payload, &applied)?;
+    let matched = matching::match_all(&lock, &payload, &applied, &targets, loaded)?;
     let mut depends_on = KVec::new();
     for &i in matched.depends_on.iter() {
         if let Some(a) = applied.get(i) {
@@ -407,9 +603,11 @@ pub(crate) fn apply(
     }
     drop(applied);
     drop(reg);
-    matching::post_relocate(&payload, &matched, &module, &places)?;
-    matching::check_resolved(&payload, &module, &places)?;
-    let sites = trampoline::prepare(&payload, &matched.addresses, &places)?;
+    matching::post_relocate(&payload, &matched, &targets, loaded, &module, &places)?;
+    matching::check_resolved(&payload, loaded, &module, &places)?;
+    let sites = trampoline::prepare(&payload, &matched.addresses, &places, |f| {
+        loaded(payload.function_object(f))
+    })?;
     let ranges = replaced_ranges(&payload, &matched, &sites)?;
     drop(lock);
 
@@ -417,10 +615,12 @@ pub(crate) fn apply(
         Update {
             id: id_of(payload.id().as_bytes()),
             state: UpdateState::Applied,
-            names: function_names(&payload, &sites)?,
-            new_code: copy_new_code(&payload, &places)?,
+            names: function_names(&payload)?,
+            objects: object_names(&payload)?,
+            objects_loaded: objects_loaded(&payload, &targets)?,
+            new_code: copy_new_code(&payload, &places, |_| true)?,
             hooks,
-            sites,
+            replaced: replaced_list(&payload, &sites)?,
             module,
             depends_on,
             applied_at_ns: 0,
@@ -434,18 +634,20 @@ pub(crate) fn apply(
     let pause = committed(&node.hooks, hooks::Kind::PreApply, hooks::Kind::FailApply, || {
         trampoline::commit(
             Direction::Apply,
-            &node.sites,
+            &sites,
             Some(&mut checker),
             Some(&node.hooks),
             retry,
         )
     })?;
+    drop(targets);
     // Applied: from here on nothing can fail.
     let _ = node.hooks.run(hooks::Kind::PostApply);
     let mut node = node;
     node.applied_at_ns = sys::real_ns();
     node.pause_ns = pause;
-    let functions = node.functions();
+    let functions = sites.len() as u32;
+    let pending = node.functions().saturating_sub(functions);
     let old = {
         let mut reg = crate::REGISTRY.lock();
         // The reversed record of an update applied again gives way to it.
@@ -456,6 +658,7 @@ pub(crate) fn apply(
     drop(old);
     Ok(Done {
         functions,
+        pending,
         pause_ns: pause,
     })
 }
@@ -499,8 +702,8 @@ pub(crate) fn undo(
         let later = reg.iter().skip_while(|u| !u.id_is(id)).skip(1);
         for u in later.filter(|u| u.state == UpdateState::Applied) {
             let stacked = u.depends_on(&update.id)
-                || u.sites.iter().any(|t| {
-                    update.module.owns(t.site, 5) || update.sites.iter().any(|o| o.site == t.site)
+                || u.sites().any(|t| {
+                    update.module.owns(t.site, 5) || update.sites().any(|o| o.site == t.site)
                 });
             if stacked {
                 refuse!(
@@ -510,11 +713,7 @@ pub(crate) fn undo(
                 );
             }
         }
-        let mut sites = KVec::with_capacity(update.sites.len(), GFP_KERNEL)?;
-        for s in update.sites.iter() {
-            sites.push(*s, GFP_KERNEL)?;
-        }
-        (sites, update.new_code_ranges()?, update.hooks.try_clone()?)
+        (update.sites_vec()?, update.new_code_ranges()?, update.hooks.try_clone()?)
     };
     let mut checker = Checker::new(ranges)?;
     let pause = committed(&hooks, hooks::Kind::PreUndo, hooks::Kind::FailUndo, || {
@@ -529,8 +728,97 @@ pub(crate) fn undo(
     }
     Ok(Done {
         functions: sites.len() as u32,
+        pending: 0,
         pause_ns: pause,
     })
+}
+
+/// Module `module` is coming (its code is in place, its init has not run):
+/// writes the pending trampolines of every applied update that patches it.
+/// On a refusal nothing is left written, and the caller refuses the load.
+/// Returns the number of functions patched. The caller holds the
+/// operation lock.
+pub(crate) fn module_coming(module: &ModuleRef) -> Result<u32, Refusal> {
+    let name = module.name();
+    let mut patched = 0u32;
+    let result = patch_coming(module, name, &mut patched);
+    if result.is_err() {
+        forget_sites(name);
+    }
+    result.map(|()| patched)
+}
+
+fn patch_coming(module: &ModuleRef, name: &[u8], patched: &mut u32) -> Result<(), Refusal> {
+    let mut reg = crate::REGISTRY.lock();
+    let mut ids = KVec::new();
+    for u in reg.iter().filter(|u| u.state == UpdateState::Applied) {
+        if u.object_of(name).is_some() {
+            ids.push(u.id, GFP_KERNEL)?;
+        }
+    }
+    for id in ids.iter() {
+        let Some(u) = reg.find(id) else { continue };
+        let Some(object) = u.object_of(name) else { continue };
+        let module_name = core::str::from_utf8(name).unwrap_or("?");
+        if !u.hooks.is_empty() {
+            refuse!(
+                Abort::Unsupported,
+                "update {} patches module {module_name} and has hooks, which ran when it was applied; undo it before loading {module_name}",
+                id_str(id)
+            );
+        }
+        let bytes = payload_of(&u.module)?;
+        let payload = match Payload::parse(&bytes) {
+            Ok(p) => p,
+            Err(e) => refuse!(Abort::BadPayload, "{e}"),
+        };
+        let places = places_of(&u.module, id_str(id), &payload)?;
+        let targets = Targets::find_with(&payload, Some(module))?;
+        let this = |o: u16| o == object;
+        let lock = TextLock::lock();
+        let matched = matching::match_all(&lock, &payload, &[], &targets, this)?;
+        matching::post_relocate(&payload, &matched, &targets, this, &u.module, &places)?;
+        matching::check_resolved(&payload, this, &u.module, &places)?;
+        let sites = trampoline::prepare(&payload, &matched.addresses, &places, |f| {
+            this(payload.function_object(f))
+        })?;
+        // The module's new code as its post relocations now are, for verify.
+        let mut fresh = copy_new_code(&payload, &places, this)?;
+        trampoline::write_unstarted(&lock, &sites)?;
+        drop(lock);
+        if let Some(u) = reg.find_mut(id) {
+            for r in u.replaced.iter_mut() {
+                if let Some(s) = sites.iter().find(|s| s.function == r.function) {
+                    r.site = Some(*s);
+                    *patched += 1;
+                }
+            }
+            for c in u.new_code.iter_mut() {
+                if let Some(f) = fresh.iter_mut().find(|f| f.range.start == c.range.start) {
+                    core::mem::swap(&mut c.bytes, &mut f.bytes);
+                }
+            }
+            u.set_object_loaded(object, true);
+        }
+    }
+    Ok(())
+}
+
+/// Module `name` is going (or its load failed): its trampolines go with
+/// its code. The caller holds the operation lock.
+pub(crate) fn module_going(name: &[u8]) {
+    forget_sites(name);
+}
+
+fn forget_sites(name: &[u8]) {
+    crate::REGISTRY.lock().for_each_mut(|u| {
+        if let Some(object) = u.object_of(name) {
+            for r in u.replaced.iter_mut().filter(|r| r.object == object) {
+                r.site = None;
+            }
+            u.set_object_loaded(object, false);
+        }
+    });
 }
 
 /// Forgets the reversed update `id`, dropping its reference on update.ko.
@@ -585,7 +873,8 @@ pub(crate) fn verify(id: &[u8]) -> Result<u32, Refusal> {
             .filter(|u| u.state == UpdateState::Applied)
             .filter(|u| id.is_empty() || u.id_is(id));
         for u in chosen {
-            for (s, name) in u.sites.iter().zip(u.names()) {
+            let present = u.replaced.iter().zip(u.names()).filter_map(|(r, n)| Some((r.site.as_ref()?, n)));
+            for (s, name) in present {
                 let name = core::str::from_utf8(name).unwrap_or("?");
                 checked += 1;
                 if !s.holds_jmp() {
@@ -611,7 +900,12 @@ pub(crate) fn verify(id: &[u8]) -> Result<u32, Refusal> {
             if owner.is_some() {
                 break;
             }
-            if let Some(at) = u.new_code.iter().find_map(|c| new_code_change(&lock, &u.module, c)) {
+            let changed = u
+                .new_code
+                .iter()
+                .filter(|c| u.object_loaded(c.object))
+                .find_map(|c| new_code_change(&lock, &u.module, c));
+            if let Some(at) = changed {
                 let mut buf = sys::symbol_buffer();
                 let at = core::str::from_utf8(sys::symbol_at(at, &mut buf)).unwrap_or("?");
                 refuse!(
@@ -671,20 +965,22 @@ pub(crate) fn functions(
     let mut owners = KVec::new();
     if update.state == UpdateState::Applied {
         let lock = TextLock::lock();
-        for s in update.sites.iter() {
-            owners.push(conflicts::owner(&lock, s), GFP_KERNEL)?;
+        for r in update.replaced.iter() {
+            owners.push(r.site.as_ref().and_then(|s| conflicts::owner(&lock, s)), GFP_KERNEL)?;
         }
     }
-    for (i, name) in update.names().enumerate() {
+    for ((i, name), r) in update.names().enumerate().zip(update.replaced.iter()) {
         let owner = owners.get(i).copied().flatten();
         let state = match (update.state, owner) {
             (UpdateState::Reversed, _) => FunctionState::Reversed,
             (_, Some(_)) => FunctionState::Shadowed,
+            _ if r.site.is_none() => FunctionState::Pending,
             _ => FunctionState::Patched,
         };
         out.extend_from_slice(name, GFP_KERNEL)?;
+        let object = core::str::from_utf8(update.object_name(r.object)).unwrap_or("?");
         let mut line = Line(out, false);
-        let _ = core::fmt::write(&mut line, format_args!("\tvmlinux\t{}", state.as_str()));
+        let _ = core::fmt::write(&mut line, format_args!("\t{object}\t{}", state.as_str()));
         if let Some(o) = owner {
             let _ = core::fmt::Write::write_str(&mut line, "\t");
             let _ = conflicts::describe(o, &mut line);

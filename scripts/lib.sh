@@ -77,3 +77,20 @@ kernel_log_problems() {
     sed -n '/^===KSPLICE-DMESG-BEGIN===$/,/^===KSPLICE-DMESG-END===$/p' "$1" \
         | grep -E 'Oops|(^|[^A-Za-z_])BUG([^A-Za-z_]|$)|WARNING|Call Trace' || true
 }
+
+# Prints the unpacked source tree of Debian's linux-source at upstream
+# version VERSION (e.g. 7.2.11), fetching and unpacking it once.
+kernel_source() {
+    local version=$1 series srcpkg src
+    series=$(echo "$version" | cut -d. -f1-2)
+    srcpkg="$KSPLICE_CACHE/src/linux-source-$version"
+    src="$srcpkg/linux-source-$series"
+    if [ ! -e "$src/.done" ]; then
+        fetch_deb "linux-source-$series" "^${version//./\\.}-" "$srcpkg"
+        log "unpacking linux-source-$series $version"
+        rm -rf "$src"
+        tar -C "$srcpkg" -xf "$srcpkg/usr/src/linux-source-$series.tar.xz" || die "cannot unpack kernel source"
+        touch "$src/.done"
+    fi
+    echo "$src"
+}

@@ -105,3 +105,19 @@ pub fn is_applied(device: &Device, id: &str) -> Result<bool, Error> {
         .iter()
         .any(|e| e.id_str() == Some(id) && crate::status::is_applied(e)))
 }
+
+/// The modules whose functions update `id` replaces but which are not
+/// loaded, with how many functions each: those are patched when it loads.
+pub fn pending_modules(device: &Device, id: &str) -> Result<Vec<(String, usize)>, Error> {
+    let mut pending: Vec<(String, usize)> = Vec::new();
+    for f in device.functions(id)? {
+        if f.state != Some(ksplice_core::uapi::FunctionState::Pending) {
+            continue;
+        }
+        match pending.iter_mut().find(|(m, _)| *m == f.object) {
+            Some((_, n)) => *n += 1,
+            None => pending.push((f.object, 1)),
+        }
+    }
+    Ok(pending)
+}

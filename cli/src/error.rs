@@ -256,6 +256,7 @@ fn abort_hint(abort: ksplice_core::uapi::Abort) -> &'static str {
         Abort::Interrupted => "a signal ended the operation; nothing was changed",
         Abort::Unsupported => "this kernel lacks something ksplice needs to be safe; see the detail",
         Abort::StillApplied => "undo the update first (ksplice-undo ID), then unload it",
+        Abort::ModuleChanging => "a module the update patches is being loaded or unloaded; retry when that is done (nothing was changed)",
         Abort::None => "",
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ksplice_core::uapi::{UpdateEntry, UpdateState};
+use ksplice_core::uapi::{FunctionState, UpdateEntry, UpdateState};
 use serde::Serialize;
 
 use crate::device::Device;
@@ -33,13 +33,14 @@ pub const SCHEMA_TOP: [&str; 9] = [
     "persisted",
     "auto_apply",
 ];
-pub const SCHEMA_UPDATE: [&str; 14] = [
+pub const SCHEMA_UPDATE: [&str; 15] = [
     "id",
     "state",
     "shadowed",
     "shadowed_functions",
     "functions",
     "objects",
+    "pending",
     "reversed_at",
     "applied_at",
     "applied_at_ns",
@@ -104,6 +105,8 @@ pub struct UpdateReport {
     pub functions: Vec<String>,
     /// Function → the object it lives in (`vmlinux` or a module).
     pub objects: BTreeMap<String, String>,
+    /// Functions of modules that are not loaded: patched when they load.
+    pub pending: Vec<String>,
     /// RFC 3339, UTC, seconds.
     pub applied_at: String,
     /// When it was undone, if it is reversed.
@@ -158,6 +161,8 @@ pub struct Listed {
     pub objects: BTreeMap<String, String>,
     /// Function → the other text user the kernel says took it.
     pub taken_by: BTreeMap<String, String>,
+    /// Functions whose module is not loaded.
+    pub pending: Vec<String>,
     /// Recorded by ksplice-apply for exactly this apply, if at all.
     pub metadata: Option<Metadata>,
 }
@@ -188,6 +193,11 @@ pub fn core_state(state: &StateDir) -> Result<CoreState, Error> {
                 taken_by: functions
                     .iter()
                     .filter_map(|f| Some((f.name.clone(), f.shadowed_by.clone()?)))
+                    .collect(),
+                pending: functions
+                    .iter()
+                    .filter(|f| f.state == Some(FunctionState::Pending))
+                    .map(|f| f.name.clone())
                     .collect(),
                 functions: functions.into_iter().map(|f| f.name).collect(),
                 metadata: state
@@ -297,6 +307,7 @@ impl Report {
                     shadowed_functions,
                     functions: l.functions.clone(),
                     objects: l.objects.clone(),
+                    pending: l.pending.clone(),
                     applied_at: rfc3339(l.entry.applied_at_ns),
                     reversed_at: (l.entry.reversed_at_ns != 0)
                         .then(|| rfc3339(l.entry.reversed_at_ns)),
@@ -408,6 +419,10 @@ impl Report {
                     let object = u.objects.get(f).map_or("vmlinux", String::as_str);
                     match u.shadowed_functions.get(f) {
                         Some(by) => writeln!(out, "    replaces {f} ({object}), shadowed by {by}")?,
+                        None if u.pending.contains(f) => writeln!(
+                            out,
+                            "    replaces {f} ({object}), pending: patched when {object} loads"
+                        )?,
                         None => writeln!(out, "    replaces {f} ({object})")?,
                     }
                 }
@@ -562,6 +577,7 @@ mod tests {
             functions: functions.iter().map(|f| f.to_string()).collect(),
             objects: BTreeMap::new(),
             taken_by: BTreeMap::new(),
+            pending: Vec::new(),
             metadata: effective.map(|r| Metadata {
                 effective_release: Some(r.into()),
                 cves: vec!["CVE-2026-1111".into()],
@@ -631,6 +647,36 @@ mod tests {
         assert!(!by_id("x").shadowed, "g still runs x's code");
         assert_eq!(by_id("x").shadowed_functions.len(), 1);
         assert!(!by_id("h").shadowed);
+    }
+
+    #[test]
+    fn functions_of_modules_that_are_not_loaded_are_shown_pending() {
+        let mut l = listed("m", &["ksplice_target_answer", "loadavg_proc_show"], None);
+        l.objects
+            .insert("ksplice_target_answer".into(), "ksplice_target".into());
+        l.objects
+            .insert("loadavg_proc_show".into(), "vmlinux".into());
+        l.pending.push("ksplice_target_answer".into());
+        let report = Report::build(&running(), core(vec![l]), Vec::new(), Guard::Enabled);
+        assert_eq!(report.updates[0].pending, ["ksplice_target_answer"]);
+        assert!(!report.updates[0].shadowed, "pending is not shadowed");
+        let mut text = Vec::new();
+        report.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains(
+                "replaces ksplice_target_answer (ksplice_target), pending: patched when ksplice_target loads"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("replaces loadavg_proc_show (vmlinux)\n"),
+            "{text}"
+        );
+        let mut json = Vec::new();
+        report.write_json(&mut json).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(json["updates"][0]["pending"][0], "ksplice_target_answer");
     }
 
     #[test]

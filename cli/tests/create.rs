@@ -539,6 +539,21 @@ fn p_a_new_lockdep_key_is_carried_and_the_existing_keys_are_shared() {
         .filter(|n| n.starts_with("__key."))
         .collect();
     assert_eq!(shared.len(), 2, "{shared:?}");
+    // Lockdep tells classes apart by the address of their name: the names
+    // the old code used are the running kernel's strings, not copies.
+    let hex = |s: &str| -> String { s.bytes().map(|b| format!("{b:02x}")).collect() };
+    let strings: BTreeSet<&str> = p
+        .post_relocs
+        .iter()
+        .map(|r| p.symbol_name(r.symbol))
+        .filter(|n| n.starts_with("str:"))
+        .collect();
+    for name in ["&pid->lock", "&pid->wait_pidfd"] {
+        assert!(
+            strings.contains(format!("str:{}", hex(name)).as_str()),
+            "{name} is copied: {strings:?}"
+        );
+    }
 }
 
 #[test]
@@ -576,5 +591,115 @@ fn drm_style_missing_include_dirs_warnings_are_not_set_off_by_the_overlay() {
     assert!(
         data.windows(10).any(|w| w == b"%lu.%02lu "),
         "the patched source was compiled"
+    );
+}
+
+#[test]
+fn module_code_is_matched_in_its_module_and_its_statics_are_resolved_there() {
+    let (ko, payload) = build("mod-target.patch", "test-mod");
+    assert_eq!(
+        replaced_names(&payload),
+        [
+            "ksplice_target_answer".to_owned(),
+            "ksplice_target_hold".to_owned()
+        ]
+        .into()
+    );
+    let p = Payload::parse(&payload).unwrap();
+    assert_eq!(p.objects.len(), 1);
+    assert_eq!(p.object_name(1), Some("ksplice_target"));
+    for r in p.replacements.iter() {
+        assert_eq!(
+            p.function_object(r.function),
+            1,
+            "pre code lives in the module"
+        );
+        assert_eq!(p.places.get(r.place).unwrap().object, 1);
+    }
+    // The module's static data the new code uses (its wait queue, the
+    // counter) is the module's, resolved by ksplice.ko once the module is
+    // there; exports of vmlinux stay with the loader.
+    let module_symbols: BTreeSet<&str> = p
+        .post_relocs
+        .iter()
+        .filter(|r| p.symbol_object(r.symbol) == 1)
+        .map(|r| p.symbol_name(r.symbol))
+        .collect();
+    assert!(module_symbols.contains("holding"), "{module_symbols:?}");
+    assert!(module_symbols.contains("hold_wait"), "{module_symbols:?}");
+    let data = std::fs::read(&ko).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let undefined: BTreeSet<&str> = file
+        .symbols()
+        .filter(|s| s.is_undefined())
+        .filter_map(|s| s.name().ok())
+        .collect();
+    assert!(
+        !undefined.contains("holding") && !undefined.contains("hold_wait"),
+        "module symbols must not be left to the loader: {undefined:?}"
+    );
+}
+
+#[test]
+fn o_a_warn_in_new_code_finds_its_own_bug_table_entry_in_the_update() {
+    // A WARN passes its __bug_table entry to the trap: the reference must
+    // land on the entry update.ko keeps for the new code (do_wait's), and
+    // update.ko keeps only the entries of the code it carries (all of
+    // kernel/exit.o's would name functions that are not there).
+    let (ko, _) = build("o-tracepoint-caller.patch", "test-o-bug");
+    let data = std::fs::read(&ko).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let table = file.section_by_name("__bug_table").expect("a bug table");
+    let targets: Vec<String> = table
+        .relocations()
+        .filter_map(|(_, r)| match r.target() {
+            object::RelocationTarget::Symbol(s) => file.symbol_by_index(s).ok(),
+            _ => None,
+        })
+        .map(|s| s.name().unwrap_or("").to_owned())
+        .collect();
+    assert!(!targets.is_empty());
+    assert!(
+        !targets
+            .iter()
+            .any(|t| t.starts_with("__ksplice_unresolved")),
+        "bug table entries of code the update does not carry: {targets:?}"
+    );
+    let code_refs: Vec<i64> = file
+        .sections()
+        .filter(|s| s.kind() == object::SectionKind::Text)
+        .flat_map(|s| s.relocations().collect::<Vec<_>>())
+        .filter(|(_, r)| match r.target() {
+            object::RelocationTarget::Symbol(s) => file
+                .symbol_by_index(s)
+                .is_ok_and(|s| s.section_index() == Some(table.index())),
+            _ => false,
+        })
+        .map(|(_, r)| r.addend())
+        .collect();
+    assert!(!code_refs.is_empty(), "the new code passes its bug entry");
+    for addend in code_refs {
+        assert!(
+            addend + 4 >= 0 && ((addend + 4) as u64) < table.size(),
+            "a reference to {addend:#x} lies outside update.ko's bug table"
+        );
+    }
+}
+
+#[test]
+fn q_changed_constant_data_replaces_the_functions_that_use_it() {
+    // Only the table changes; its user must move to the new copy, or the
+    // fix would be dropped with "nothing to apply".
+    assert_eq!(
+        explain("q-const-table.patch"),
+        set(&[("replace", "get_task_state"), ("copy", "task_state_array")])
+    );
+    let (_, payload) = build("q-const-table.patch", "test-q");
+    let p = Payload::parse(&payload).unwrap();
+    let places: BTreeSet<&str> = (0..p.places.len()).map(|i| p.place_name(i)).collect();
+    assert!(places.contains("task_state_array"), "{places:?}");
+    assert_eq!(
+        replaced_names(&payload),
+        ["get_task_state".to_owned()].into()
     );
 }

@@ -169,6 +169,19 @@ fn fake_tree(flags: &str) -> tempfile::TempDir {
             root = root.display()
         ),
     );
+    // What kbuild built: the object, in the thin archive vmlinux links.
+    for cmd in [
+        "cc -O2 -c -o drv/foo.o drv/foo.c",
+        "ar rcT vmlinux.a drv/foo.o",
+    ] {
+        let words: Vec<&str> = cmd.split(' ').collect();
+        let status = std::process::Command::new(words[0])
+            .args(&words[1..])
+            .current_dir(&root)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{cmd}");
+    }
     write(
         "fix.patch",
         "--- a/drv/bar.h\n+++ b/drv/bar.h\n@@ -1,4 +1,5 @@\n struct foo {\n \tlong a;\n \tlong b;\n\

@@ -95,7 +95,7 @@ klog_since_mark() { dmesg | tail -n +$(($(cat /tmp/klog.mark 2>/dev/null || echo
 # with pauses and addresses normalised (pause N ns, 0x...).
 klog_transcript() {
     klog_since_mark | sed -n 's/^\[[^]]*\] //; /^ksplice: /p' \
-        | sed -E 's/pause [0-9]+ ns/pause N ns/g; s/0x[0-9a-f]+/0x.../g'
+        | sed -E 's/pause [0-9]+ ns/pause N ns/g; s/0x[0-9a-f]+/0x.../g; s/pid [0-9]+/pid N/g'
 }
 
 # Fails unless klog_transcript equals stdin, as the livepatch selftests
@@ -140,3 +140,10 @@ boot_command() {
 need_cmdline() {
     grep -qw -- "$1" /proc/cmdline || fail "needs $1 on the kernel command line (scripts/vm-run --append \"$1\")"
 }
+
+# The module-patching target (tests/vm/modules/target, built in-tree).
+TARGET_KO=/work/modules/ksplice_target.ko
+target_loaded() { grep -q '^ksplice_target ' /proc/modules; }
+load_target() { target_loaded || insmod "$TARGET_KO" || fail "insmod ksplice_target.ko failed"; }
+unload_target() { ! target_loaded || rmmod ksplice_target || fail "rmmod ksplice_target failed"; }
+target_answer() { cat /proc/ksplice_target; }

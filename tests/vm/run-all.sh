@@ -1,7 +1,10 @@
 # Runs every test-*.sh of $VM_DIR (default /work/vm) in this one boot (or
 # those named in $VM_TESTS), each in its own shell with -e, -u and pipefail, and prints a
 # summary line. A test also fails when the kernel log lines it caused show
-# Oops, BUG, WARNING or Call Trace.
+# Oops, BUG, WARNING or Call Trace, or when its ksplice: lines differ from
+# its expected transcript, $VM_DIR/klog/NAME.klog (normalised as
+# klog_transcript does); with KLOG_BLESS=1 the transcripts are printed
+# instead, for scripts/vm-test --bless.
 . /lib/ksplice/testlib.sh
 passed=0 failed=0 skipped=0 failures=""
 for t in "${VM_DIR:-/work/vm}"/test-*.sh; do
@@ -27,6 +30,16 @@ for t in "${VM_DIR:-/work/vm}"/test-*.sh; do
     if [ -n "$bad" ]; then
         echo "kernel log during $name:"
         printf '%s\n' "$bad" | head -20
+        ok=0
+    fi
+    golden="${VM_DIR:-/work/vm}/klog/$name.klog"
+    if [ "${KLOG_BLESS:-0}" = 1 ]; then
+        echo "--- klog $name"
+        klog_transcript
+        echo "--- end klog"
+    elif [ -r "$golden" ] && ! klog_transcript | diff -u "$golden" - >/tmp/klog.diff; then
+        echo "ksplice: kernel log lines of $name differ from klog/$name.klog:"
+        head -40 /tmp/klog.diff
         ok=0
     fi
     if [ "$ok" -eq 1 ]; then

@@ -25,6 +25,10 @@ fn run(args: &ApplyArgs) -> Result<ExitStatus, Error> {
         result.functions,
         result.pause_ns as f64 / 1000.0
     );
+    let pending = apply::pending_modules(&device, &update.id)?;
+    for (module, count) in &pending {
+        println!("  {count} function(s) of module {module} pending: patched when it loads");
+    }
     if args.persist {
         let stored = state.store(&update).inspect_err(|_| {
             eprintln!(

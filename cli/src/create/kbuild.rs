@@ -330,6 +330,38 @@ impl KernelTree {
         Ok(())
     }
 
+    /// Symbols exported by loadable modules: name -> (module, namespace),
+    /// from `Module.symvers` (module names as the kernel spells them).
+    pub fn module_exports(&self) -> Result<HashMap<String, (String, String)>, CreateError> {
+        let path = self.objtree.join("Module.symvers");
+        let text = fs::read_to_string(&path).map_err(|e| CreateError::io(&path, e))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                (f.len() >= 4 && f[2] != "vmlinux").then(|| {
+                    let namespace = f.get(4).copied().unwrap_or("").to_owned();
+                    (f[1].to_owned(), (module_name_of(f[2]), namespace))
+                })
+            })
+            .collect())
+    }
+
+    /// The built `.ko` of loadable module `name`, from `modules.order`.
+    pub fn module_file(&self, name: &str) -> Result<Option<PathBuf>, CreateError> {
+        let path = self.objtree.join("modules.order");
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CreateError::io(&path, e)),
+        };
+        Ok(text
+            .lines()
+            .map(|l| l.trim().trim_end_matches(".o"))
+            .find(|l| module_name_of(l) == name)
+            .map(|l| self.objtree.join(format!("{l}.ko"))))
+    }
+
     /// The GNU build id of `vmlinux`.
     pub fn build_id(&self) -> Result<Vec<u8>, CreateError> {
         use object::Object as _;
@@ -436,9 +468,25 @@ fn split_shell_words(line: &str) -> Option<Vec<String>> {
     Some(words)
 }
 
+/// The name the kernel gives the module built as `path` (`fs/ext2/ext2`,
+/// `drivers/net/foo-bar.ko`): its base name with `-` as `_`, as kbuild's
+/// `KBUILD_MODNAME` spells it.
+pub fn module_name_of(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let base = base.strip_suffix(".ko").unwrap_or(base);
+    base.replace('-', "_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_names_are_base_names_with_underscores() {
+        assert_eq!(module_name_of("fs/ext2/ext2"), "ext2");
+        assert_eq!(module_name_of("drivers/net/foo-bar.ko"), "foo_bar");
+        assert_eq!(module_name_of("loop"), "loop");
+    }
 
     #[test]
     fn kbuild_quoting_is_undone() {

@@ -14,8 +14,9 @@
 //! build has is new and holds no live data.
 //!
 //! Type information comes from the DWARF of the pre and post objects when
-//! kbuild compiles with `-g`; otherwise from a second compile of both with
-//! `-g` added, used for this analysis only.
+//! kbuild compiles with full `-g`; otherwise (no `-g`, reduced or split
+//! DWARF) from a second compile of both with `-g`, used for this analysis
+//! only.
 
 mod compare;
 mod dwarf;
@@ -141,7 +142,7 @@ pub fn check(
         );
         for function in &findings.unlocated {
             info!(
-                "{}: no DWARF for {function}; compared every type of the object",
+                "{}: no DWARF for {function}; every type of the object counts as its",
                 unit.object
             );
         }

@@ -60,9 +60,6 @@ pub enum CreateError {
     #[error("{path}: {why}")]
     UnsupportedChange { path: String, why: String },
 
-    #[error("{object} is part of module {module}: patching loadable modules is not supported yet")]
-    ModuleCode { object: String, module: String },
-
     #[error("{object}: the initial value of {symbol} changed; data changes need a hook")]
     DataChange { object: String, symbol: String },
 
@@ -115,7 +112,6 @@ impl CreateError {
             Self::BadCmdFile { .. } => "bad_cmd_file",
             Self::BadPatch(_) => "bad_patch",
             Self::UnsupportedChange { .. } => "unsupported_change",
-            Self::ModuleCode { .. } => "module",
             Self::DataChange { .. } => "data_change",
             Self::LayoutChange { .. } => "layout_change",
             Self::CompileFailed { .. } => "compile_failed",
@@ -129,10 +125,7 @@ impl CreateError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::UnsupportedChange { .. }
-                | Self::DataChange { .. }
-                | Self::LayoutChange { .. }
-                | Self::ModuleCode { .. }
+            Self::UnsupportedChange { .. } | Self::DataChange { .. } | Self::LayoutChange { .. }
         )
     }
 }
@@ -326,10 +319,9 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
 
     // A header change reaches many objects and leaves most of their code
     // alone: preprocess them first (far cheaper than compiling) and compile
-    // only those whose preprocessed source differs. The same tells whether
-    // the patch changes code of a loadable module.
+    // only those whose preprocessed source differs.
     let mut compiled: Vec<String> = affected.keys().cloned().collect();
-    if !headers.is_empty() || affected.values().any(|a| a.command.module.is_some()) {
+    if !headers.is_empty() {
         let started = Instant::now();
         let jobs: Vec<Job> = compiled
             .iter()
@@ -355,63 +347,66 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         });
         timings.preprocess = started.elapsed();
     }
-    if let Some(module) = compiled
-        .iter()
-        .find_map(|o| Some((o, affected[o].command.module.as_ref()?)))
-    {
-        return Err(CreateError::ModuleCode {
-            object: module.0.clone(),
-            module: module.1.clone(),
-        });
-    }
-    let started = Instant::now();
-    let jobs: Vec<Job> = compiled
-        .iter()
-        .flat_map(|o| both(o, Step::Compile))
-        .collect();
-    compile::run_all(
-        &tree.objtree,
-        &tree.srctree,
-        req.work_dir,
-        &jobs,
-        req.progress,
-    )?;
-    timings.compile = started.elapsed();
-
-    let started = Instant::now();
+    // The objects of the changed .c files first: a refusal they lead to
+    // comes before the (possibly thousands of) includers of a header are
+    // compiled.
+    let (direct, includers): (Vec<&String>, Vec<&String>) = compiled.iter().partition(|o| {
+        let source = o.trim_end_matches(".o").to_owned() + ".c";
+        affected[o.as_str()].because.contains(&source)
+    });
     let mut units = Vec::new();
-    for object in &compiled {
-        let pre_path = req.work_dir.join("pre").join(object);
-        let post_path = req.work_dir.join("post").join(object);
-        let pre = objdiff::Object::read(&pre_path)?;
-        let post = objdiff::Object::read(&post_path)?;
-        let diff = objdiff::diff(object, &pre, &post)?;
-        notes.extend(diff.notes.iter().cloned());
-        if diff.changed.is_empty()
-            && diff.new_functions.is_empty()
-            && diff.changed_rodata.is_empty()
-            && diff.new_data.is_empty()
-            && diff.changed_data.is_empty()
-        {
-            debug!("{object}: no code changes");
+    for batch in [direct, includers] {
+        if batch.is_empty() {
             continue;
         }
-        units.push(emit::Unit {
-            object: object.clone(),
-            pre,
-            pre_path,
-            post,
-            post_path,
-            diff,
-        });
+        let started = Instant::now();
+        let jobs: Vec<Job> = batch.iter().flat_map(|o| both(o, Step::Compile)).collect();
+        compile::run_all(
+            &tree.objtree,
+            &tree.srctree,
+            req.work_dir,
+            &jobs,
+            req.progress,
+        )?;
+        timings.compile += started.elapsed();
+        let started = Instant::now();
+        for object in batch {
+            let pre_path = req.work_dir.join("pre").join(object);
+            let post_path = req.work_dir.join("post").join(object);
+            let pre = objdiff::Object::read(&pre_path)?;
+            let post = objdiff::Object::read(&post_path)?;
+            let diff = objdiff::diff(object, &pre, &post)?;
+            notes.extend(diff.notes.iter().cloned());
+            if diff.changed.is_empty()
+                && diff.new_functions.is_empty()
+                && diff.changed_rodata.is_empty()
+                && diff.new_data.is_empty()
+                && diff.changed_data.is_empty()
+            {
+                debug!("{object}: no code changes");
+                continue;
+            }
+            units.push(emit::Unit {
+                object: object.clone(),
+                module: affected[object.as_str()].command.module.clone(),
+                pre,
+                pre_path,
+                post,
+                post_path,
+                diff,
+            });
+        }
+        timings.compare += started.elapsed();
     }
-    timings.compare = started.elapsed();
     // Before changed initial values: those are often a layout change's
     // symptom (an `offsetof` in a table), and the type says more.
     let layout = layout::check(&tree, req, &units, pre_overlay.as_deref(), &overlay)?;
     // A changed initial value is live data the new code cannot reach by
     // copying; the patch's apply hook must write it and its undo hook
     // restore it.
+    if let Some(refusal) = units.iter_mut().find_map(|u| u.diff.rodata_refusal.take()) {
+        return Err(refusal);
+    }
     let declared = hooks::declared(&units)?;
     for unit in &units {
         if let Some(symbol) = unit.diff.changed_data.first() {

@@ -136,7 +136,11 @@ impl Object {
                 let alloc = section.elf_section_header().sh_flags(file.endian())
                     & u64::from(elf::SHF_ALLOC)
                     != 0;
-                if !alloc || section.name().is_ok_and(|n| n.starts_with(".discard")) {
+                // .modinfo holds strings for modinfo(8), never used at run time.
+                let metadata = section
+                    .name()
+                    .is_ok_and(|n| n.starts_with(".discard") || n == ".modinfo");
+                if !alloc || metadata {
                     continue;
                 }
                 let name = sym.name().map_err(|e| elf_error(path, e))?.to_owned();
@@ -162,6 +166,43 @@ impl Object {
     pub fn elf<'a>(&'a self, path: &Path) -> Result<ElfFile64<'a>, CreateError> {
         ElfFile64::parse(&*self.data).map_err(|e| elf_error(path, e))
     }
+
+    /// The names of the symbols the object refers to but does not define.
+    pub fn undefined(&self, path: &Path) -> Result<Vec<String>, CreateError> {
+        let file = self.elf(path)?;
+        let mut names = Vec::new();
+        for sym in file.symbols().filter(|s| s.is_undefined()) {
+            let name = sym.name().map_err(|e| elf_error(path, e))?;
+            if !name.is_empty() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// The defined functions and variables of a linked module (`.ko`), as
+/// `System.map` would list them: name -> one type letter per definition
+/// (`T`/`t` for code, `D`/`d` for data; upper case for globals).
+pub fn symbol_map(path: &Path) -> Result<HashMap<String, Vec<char>>, CreateError> {
+    let data = std::fs::read(path).map_err(|e| CreateError::io(path, e))?;
+    let file = ElfFile64::<object::Endianness>::parse(&*data).map_err(|e| elf_error(path, e))?;
+    let mut map: HashMap<String, Vec<char>> = HashMap::new();
+    for sym in file.symbols() {
+        let kind = sym.elf_symbol().st_type();
+        if sym.is_undefined() || !(kind == elf::STT_FUNC || kind == elf::STT_OBJECT) {
+            continue;
+        }
+        let letter = match (kind == elf::STT_FUNC, sym.is_global()) {
+            (true, true) => 'T',
+            (true, false) => 't',
+            (false, true) => 'D',
+            (false, false) => 'd',
+        };
+        let name = sym.name().map_err(|e| elf_error(path, e))?;
+        map.entry(name.to_owned()).or_default().push(letter);
+    }
+    Ok(map)
 }
 
 /// Whether a relocation type is PC-relative, so its addend also holds the
@@ -344,6 +385,9 @@ pub enum Reason {
     ChangedRelocations,
     /// It is new in the patched source.
     NewFunction,
+    /// It refers to read-only data the patch changed, which the update
+    /// carries as a new copy.
+    UsesChangedData(String),
 }
 
 impl std::fmt::Display for Reason {
@@ -352,6 +396,7 @@ impl std::fmt::Display for Reason {
             Self::ChangedBytes(n) => write!(f, "changed bytes ({n} differ)"),
             Self::ChangedRelocations => f.write_str("changed relocations"),
             Self::NewFunction => f.write_str("new function"),
+            Self::UsesChangedData(name) => write!(f, "uses changed read-only data {name}"),
         }
     }
 }
@@ -375,6 +420,9 @@ pub struct Diff {
     pub pre_names: BTreeMap<String, String>,
     /// Human-readable notes (skipped init code, ...).
     pub notes: Vec<String>,
+    /// Why changed read-only data cannot be followed: refused, once the
+    /// layout check has had its say (a changed type says more).
+    pub rodata_refusal: Option<CreateError>,
 }
 
 fn differing_bytes(a: &Item, b: &Item) -> usize {
@@ -437,6 +485,10 @@ fn owner_name(name: &str) -> &str {
 struct Usage {
     users: BTreeSet<String>,
     signature: BTreeSet<(String, Option<Target>, Option<Target>)>,
+    /// The object's own bytes and what its relocations point at.
+    contents: (Vec<u8>, Vec<Target>),
+    /// Read-only (its contents are all there is to it).
+    read_only: bool,
 }
 
 fn neutral(target: &Target) -> Target {
@@ -449,6 +501,13 @@ fn neutral(target: &Target) -> Target {
 fn usage(object: &Object, name: &str) -> Usage {
     let target = Target::Named(name.to_owned());
     let mut u = Usage::default();
+    if let Some(item) = object.objects.get(name) {
+        u.contents = (
+            item.bytes.clone(),
+            item.relocs.iter().map(|r| neutral(&r.target)).collect(),
+        );
+        u.read_only = !item.writable && !item.nobits;
+    }
     for item in object.functions.values().chain(object.objects.values()) {
         for (i, r) in item.relocs.iter().enumerate() {
             if r.target != target {
@@ -467,12 +526,23 @@ fn usage(object: &Object, name: &str) -> Usage {
     u
 }
 
+/// Whether `item` is a "warn once" flag: one byte in `.data..once` (which
+/// the kernel clears itself, see clear_warn_once) or in `.data..unlikely`
+/// (RCU_LOCKDEP_WARN's).
+fn is_once_flag(item: &Item) -> bool {
+    item.size == 1
+        && matches!(
+            item.section_name.as_str(),
+            ".data..once" | ".data..unlikely"
+        )
+}
+
 /// Whether `name` carries a number gcc or `__COUNTER__` gave it.
 fn numbered(name: &str) -> bool {
     strip_static_suffix(name) != name
 }
 
-/// Votes from the functions both builds have: their relocations, aligned
+/// Votes from the functions and data both builds have: their relocations, aligned
 /// by the longest common prefix and suffix of what they point at (numbers
 /// aside), pair the numbered objects they name at the same place. The
 /// alignment is taken twice, favouring the prefix and favouring the
@@ -480,10 +550,15 @@ fn numbered(name: &str) -> bool {
 /// never pairs with code that was already there.
 fn votes(pre: &Object, post: &Object) -> Vec<(String, String)> {
     let mut votes = Vec::new();
-    for (name, after) in &post.functions {
-        let Some(before) = pre.functions.get(name) else {
-            continue;
-        };
+    let both = post
+        .functions
+        .iter()
+        .chain(&post.objects)
+        .filter_map(|(name, after)| {
+            let before = pre.functions.get(name).or_else(|| pre.objects.get(name))?;
+            Some((before, after))
+        });
+    for (before, after) in both {
         let a: Vec<Target> = before.relocs.iter().map(|r| neutral(&r.target)).collect();
         let b: Vec<Target> = after.relocs.iter().map(|r| neutral(&r.target)).collect();
         let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
@@ -520,11 +595,11 @@ fn votes(pre: &Object, post: &Object) -> Vec<(String, String)> {
 /// counterparts (post name -> pre name). Names gcc numbers (`__key.3`,
 /// `__warned.12`, `__UNIQUE_ID_x_77`) are static locals and macro
 /// instances whose numbers shift when the patch adds one, so they are
-/// paired by how they are used instead: first where the functions both
-/// builds have refer to them at the same place (see [`votes`]), then, for
+/// paired by how they are used instead: first where the functions and
+/// data both builds have refer to them at the same place (see [`votes`]), then, for
 /// the rest, by having the same users, the same relocations around each
-/// use, or overlapping users, each only when exactly one candidate fits on
-/// both sides. A post object left without a counterpart is new data,
+/// use, overlapping users, or (for constants and objects nothing uses) the
+/// same contents, each only when exactly one candidate fits on both sides. A post object left without a counterpart is new data,
 /// unless a pre object of the same base name is left too: then which is
 /// which cannot be told, and that is refused.
 pub fn pair_objects(pre: &Object, post: &Object) -> Result<BTreeMap<String, String>, String> {
@@ -575,10 +650,18 @@ pub fn pair_objects(pre: &Object, post: &Object) -> Result<BTreeMap<String, Stri
         let post_use: BTreeMap<&str, Usage> =
             post_left.iter().map(|n| (*n, usage(post, n))).collect();
         type Fits = fn(&Usage, &Usage) -> bool;
-        let rules: [Fits; 3] = [
+        let rules: [Fits; 4] = [
             |a, b| a.users == b.users,
             |a, b| !a.signature.is_empty() && a.signature == b.signature,
             |a, b| !a.users.is_disjoint(&b.users),
+            // Constants (compound literals, tables) and objects nothing
+            // uses: by contents. Never state that code uses: two flags
+            // that start at zero are not the same flag.
+            |a, b| {
+                let inert =
+                    (a.read_only && b.read_only) || (a.users.is_empty() && b.users.is_empty());
+                inert && a.contents == b.contents
+            },
         ];
         for fits in rules {
             loop {
@@ -601,6 +684,10 @@ pub fn pair_objects(pre: &Object, post: &Object) -> Result<BTreeMap<String, Stri
                 post_left.retain(|&n| n != q);
             }
         }
+        // A once flag (pr_*_once, WARN_ONCE, RCU's lockdep warning) left
+        // over may be new: a fresh copy at worst warns once more, as after
+        // the kernel's own clear_warn_once.
+        post_left.retain(|q| !post.objects.get(*q).is_some_and(is_once_flag));
         if !pre_left.is_empty() && !post_left.is_empty() {
             return Err(format!(
                 "cannot tell which of the static variables {} are new and which are {} \
@@ -684,7 +771,68 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
         }
         d.changed_rodata.insert(name.clone());
     }
+    if let Err(refusal) = follow_changed_rodata(object_name, post, &mut d) {
+        d.rodata_refusal = Some(refusal);
+    }
     Ok(d)
+}
+
+/// The users of changed read-only data must move to its new copy: read-only
+/// data pointing at it is copied too, functions referring to it are
+/// replaced. Where the running kernel may hold the old copy's address
+/// (the data is global, so other files use it; init code registered it;
+/// writable data points at it) the new copy would go unused: refused.
+fn follow_changed_rodata(
+    object_name: &str,
+    post: &Object,
+    d: &mut Diff,
+) -> Result<(), CreateError> {
+    let refuse = |why: String| CreateError::UnsupportedChange {
+        path: object_name.to_owned(),
+        why: format!("{why}; data changes need a hook"),
+    };
+    let mut pending: Vec<String> = d.changed_rodata.iter().cloned().collect();
+    while let Some(changed) = pending.pop() {
+        if post.objects.get(&changed).is_some_and(|i| !i.local) {
+            return Err(refuse(format!(
+                "read-only data {changed} changes, but it is global: other files keep using the old copy"
+            )));
+        }
+        let target = Target::Named(changed.clone());
+        let uses = |i: &Item| i.relocs.iter().any(|r| r.target == target);
+        for (name, item) in &post.objects {
+            if !uses(item) || d.changed_rodata.contains(name) || d.new_data.contains(name) {
+                continue;
+            }
+            if item.writable || item.nobits || item.is_init_or_exit() {
+                return Err(refuse(format!(
+                    "{name} points at read-only data {changed}, which the patch changes"
+                )));
+            }
+            d.changed_rodata.insert(name.clone());
+            pending.push(name.clone());
+        }
+        for (name, item) in &post.functions {
+            if !uses(item) || d.new_functions.contains(name) {
+                continue;
+            }
+            if item.is_init_or_exit() {
+                return Err(refuse(format!(
+                    "read-only data {changed} changes, but {name} (init code, which does not run \
+                     again) is what gave its address away"
+                )));
+            }
+            if is_cold_part(name) {
+                d.new_functions.insert(name.clone());
+                continue;
+            }
+            d.changed
+                .entry(name.clone())
+                .or_default()
+                .push(Reason::UsesChangedData(changed.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// A special section whose fixed-size entries each describe one place in
@@ -966,6 +1114,87 @@ mod tests {
         // With no old counter left over, h's is plainly new.
         let pre = object(vec![item("f", &[])], &[]);
         assert_eq!(pair_objects(&pre, &post).unwrap().get("count.4"), None);
+    }
+
+    #[test]
+    fn an_ambiguous_once_flag_starts_afresh_but_other_state_is_refused() {
+        // A WARN_ONCE moved from f into a new helper h: its flag may be new.
+        let flag = |name: &str, section: &str| Item {
+            size: 1,
+            section_name: section.to_owned(),
+            ..item(name, &[])
+        };
+        let mk = |functions: Vec<Item>, data: Vec<Item>| Object {
+            data: Vec::new(),
+            functions: functions.into_iter().map(|f| (f.name.clone(), f)).collect(),
+            objects: data.into_iter().map(|o| (o.name.clone(), o)).collect(),
+        };
+        let pre = mk(
+            vec![item("f", &[named("__already_done.1")])],
+            vec![flag("__already_done.1", ".data..once")],
+        );
+        let post = mk(
+            vec![item("f", &[]), item("h", &[named("__already_done.2")])],
+            vec![flag("__already_done.2", ".data..once")],
+        );
+        assert_eq!(
+            pair_objects(&pre, &post).unwrap().get("__already_done.2"),
+            None
+        );
+        let pre = mk(
+            vec![item("f", &[named("state.1")])],
+            vec![flag("state.1", ".data")],
+        );
+        let post = mk(
+            vec![item("f", &[]), item("h", &[named("state.2")])],
+            vec![flag("state.2", ".data")],
+        );
+        assert!(pair_objects(&pre, &post).is_err());
+    }
+
+    #[test]
+    fn changed_constants_move_their_users_unless_the_old_copy_stays_reachable() {
+        let table = |bytes: &[u8], local: bool| Item {
+            bytes: bytes.to_vec(),
+            local,
+            writable: false,
+            nobits: false,
+            ..item("ops", &[])
+        };
+        let mk = |t: Item| Object {
+            data: Vec::new(),
+            functions: [("probe".to_owned(), item("probe", &[named("ops")]))].into(),
+            objects: [("ops".to_owned(), t)].into(),
+        };
+        let d = diff("x.o", &mk(table(b"a", true)), &mk(table(b"b", true))).unwrap();
+        assert_eq!(d.changed_rodata, ["ops".to_owned()].into());
+        assert_eq!(d.changed["probe"], [Reason::UsesChangedData("ops".into())]);
+        let err = diff("x.o", &mk(table(b"a", false)), &mk(table(b"b", false))).unwrap_err();
+        assert!(err.to_string().contains("global"), "{err}");
+    }
+
+    #[test]
+    fn objects_no_code_uses_are_paired_by_contents() {
+        let with = |name: &str, bytes: &[u8]| Item {
+            bytes: bytes.to_vec(),
+            ..item(name, &[])
+        };
+        let object = |items: Vec<Item>| Object {
+            data: Vec::new(),
+            functions: BTreeMap::new(),
+            objects: items.into_iter().map(|i| (i.name.clone(), i)).collect(),
+        };
+        let pre = object(vec![
+            with("__UNIQUE_ID_x_7", b"a"),
+            with("__UNIQUE_ID_x_8", b"b"),
+        ]);
+        let post = object(vec![
+            with("__UNIQUE_ID_x_9", b"b"),
+            with("__UNIQUE_ID_x_10", b"a"),
+        ]);
+        let pairs = pair_objects(&pre, &post).unwrap();
+        assert_eq!(pairs["__UNIQUE_ID_x_9"], "__UNIQUE_ID_x_8");
+        assert_eq!(pairs["__UNIQUE_ID_x_10"], "__UNIQUE_ID_x_7");
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! post_relocs     PostRelocRec:   fields in update.ko the core must write
 //! sites           SiteRec:        runtime-patched spots of the pre code
 //!                                 (jump labels, alternatives), by function
+//! objects         ObjectRec:      the loadable modules symbols live in
+//!                                 (a symbol of object 0 is in vmlinux)
 //! blob            bytes:          pre code and names, referenced by offset
 //! ```
 //!
@@ -31,15 +33,15 @@ use super::uapi;
 /// First bytes of every payload.
 pub const MAGIC: [u8; 8] = *b"KSPLPAY\0";
 /// The format version this code reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Length of the kernel build id field (a SHA-1 `.note.gnu.build-id`).
 pub const BUILD_ID_MAX: usize = 20;
 /// Longest symbol name (the kernel's `KSYM_NAME_LEN` is 512).
 pub const NAME_MAX: usize = 511;
 /// Size of the fixed header.
-pub const HEADER_LEN: usize = 216;
+pub const HEADER_LEN: usize = 224;
 
-const TABLES: usize = 8;
+const TABLES: usize = 9;
 const TABLES_AT: usize = HEADER_LEN - TABLES * 8;
 
 /// What a symbol is, which decides how the core may resolve it.
@@ -80,6 +82,18 @@ pub fn string_literal(name: &str, out: &mut [u8]) -> Option<usize> {
 
 /// The symbol is file-local (`static`), so its name may be ambiguous.
 pub const SYMBOL_LOCAL: u8 = 1;
+
+/// Longest module name (the kernel's `MODULE_NAME_LEN` is 56 with the NUL).
+pub const MODULE_NAME_MAX: usize = 55;
+
+/// Whether `name` can be a loadable module's name as the kernel spells it
+/// (kbuild turns `-` into `_`); `vmlinux` is object 0, never a module.
+pub fn is_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MODULE_NAME_MAX
+        && name != "vmlinux"
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
 
 /// Why a payload is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,7 +219,7 @@ macro_rules! record {
 
 record! {
     /// A symbol named by relocations or replacements.
-    pub struct SymbolRec: "symbols", 8 bytes {
+    pub struct SymbolRec: "symbols", 12 bytes {
         /// Offset of the name in the blob.
         pub name_off: u32 @ 0,
         /// Length of the name.
@@ -214,6 +228,18 @@ record! {
         pub kind: u8 @ 6,
         /// [`SYMBOL_LOCAL`] and future flags.
         pub flags: u8 @ 7,
+        /// Where it lives: 0 for vmlinux, else 1 + an index into `objects`.
+        pub object: u16 @ 8,
+    }
+}
+
+record! {
+    /// A loadable module that symbols of the update live in.
+    pub struct ObjectRec: "objects", 8 bytes {
+        /// Offset of the module name in the blob.
+        pub name_off: u32 @ 0,
+        /// Length of the name.
+        pub name_len: u16 @ 4,
     }
 }
 
@@ -250,7 +276,7 @@ record! {
 record! {
     /// One entry of update.ko's `__ksplice_places` table: a new function or a
     /// data object the update carries.
-    pub struct PlaceRec: "places", 12 bytes {
+    pub struct PlaceRec: "places", 16 bytes {
         /// Offset of the name in the blob.
         pub name_off: u32 @ 0,
         /// Length of the name.
@@ -261,6 +287,10 @@ record! {
         pub flags: u8 @ 7,
         /// Size in bytes; post relocations must lie inside it.
         pub size: u32 @ 8,
+        /// The object whose code it replaces or serves (0 for vmlinux, as
+        /// in [`SymbolRec::object`]): its post relocations are written
+        /// when that object is there.
+        pub object: u16 @ 12,
     }
 }
 
@@ -394,6 +424,8 @@ pub struct Payload<'a> {
     pub post_relocs: Table<'a, PostRelocRec>,
     /// Runtime-patched spots of the pre code, sorted by (function, offset).
     pub sites: Table<'a, SiteRec>,
+    /// The modules symbols live in, each named once.
+    pub objects: Table<'a, ObjectRec>,
     blob: &'a [u8],
 }
 
@@ -476,6 +508,8 @@ impl<'a> Payload<'a> {
         let (o, n) = desc(6)?;
         let sites = Table::new(bytes, o, n)?;
         let (o, n) = desc(7)?;
+        let objects = Table::new(bytes, o, n)?;
+        let (o, n) = desc(8)?;
         let blob = Table::<u8>::blob(bytes, o, n)?;
 
         let payload = Self {
@@ -489,6 +523,7 @@ impl<'a> Payload<'a> {
             replacements,
             post_relocs,
             sites,
+            objects,
             blob,
         };
         payload.validate()?;
@@ -496,6 +531,26 @@ impl<'a> Payload<'a> {
     }
 
     fn validate(&self) -> Result<(), ParseError> {
+        if self.objects.len() > u32::from(u16::MAX) - 1 {
+            return Err(ParseError::BadTable(ObjectRec::TABLE));
+        }
+        for (i, o) in (0u32..).zip(self.objects.iter()) {
+            let bad = |why| ParseError::BadRecord {
+                table: ObjectRec::TABLE,
+                index: i,
+                why,
+            };
+            let name = self
+                .name(o.name_off, o.name_len)
+                .ok_or(bad("name outside the blob"))?;
+            if !is_module_name(name) {
+                return Err(bad("not a module name"));
+            }
+            let earlier = (0..i).any(|j| self.object_name(j + 1) == Some(name));
+            if earlier {
+                return Err(bad("module named twice"));
+            }
+        }
         for (i, s) in (0u32..).zip(self.symbols.iter()) {
             let bad = |why| ParseError::BadRecord {
                 table: SymbolRec::TABLE,
@@ -513,6 +568,9 @@ impl<'a> Payload<'a> {
             }
             if s.flags & !SYMBOL_LOCAL != 0 {
                 return Err(bad("unknown flags"));
+            }
+            if u32::from(s.object) > self.objects.len() {
+                return Err(bad("object index out of range"));
             }
         }
         let mut next_reloc = 0u32;
@@ -583,6 +641,9 @@ impl<'a> Payload<'a> {
             if !is_symbol_name(name) || !matches!(p.kind, 1 | 2) || p.flags != 0 || p.size == 0 {
                 return Err(bad("bad name, kind, flags or size"));
             }
+            if u32::from(p.object) > self.objects.len() {
+                return Err(bad("object index out of range"));
+            }
         }
         let mut previous: Option<u32> = None;
         for (i, r) in (0u32..).zip(self.replacements.iter()) {
@@ -606,6 +667,9 @@ impl<'a> Payload<'a> {
             if place.kind != SymbolKind::Function as u8 {
                 return Err(bad("replacement is not a function"));
             }
+            if place.object != self.function_object(r.function) {
+                return Err(bad("replacement serves another object than the function"));
+            }
         }
         for (i, r) in (0u32..).zip(self.post_relocs.iter()) {
             let bad = |why| ParseError::BadRecord {
@@ -621,6 +685,10 @@ impl<'a> Payload<'a> {
                 .ok_or(bad("place index out of range"))?;
             if r.symbol >= self.symbols.len() {
                 return Err(bad("symbol index out of range"));
+            }
+            // vmlinux's code cannot refer into a module, which may be absent.
+            if place.object == 0 && self.symbol_object(r.symbol) != 0 {
+                return Err(bad("vmlinux's code refers to a module's symbol"));
             }
             if u64::from(r.offset) + kind.width() as u64 > u64::from(place.size) {
                 return Err(bad("field lies outside its place"));
@@ -690,6 +758,26 @@ impl<'a> Payload<'a> {
             .get(index)
             .and_then(|s| self.name(s.name_off, s.name_len))
             .unwrap_or("?")
+    }
+
+    /// The object symbol `index` lives in: 0 for vmlinux, else 1 + an
+    /// index into `objects` (see [`Self::object_name`]).
+    pub fn symbol_object(&self, index: u32) -> u16 {
+        self.symbols.get(index).map_or(0, |s| s.object)
+    }
+
+    /// The module name of object `object` (1-based), `None` for vmlinux
+    /// (0) or out of range.
+    pub fn object_name(&self, object: u32) -> Option<&'a str> {
+        let o = self.objects.get(object.checked_sub(1)?)?;
+        self.name(o.name_off, o.name_len)
+    }
+
+    /// The object function record `index`'s code lives in.
+    pub fn function_object(&self, index: u32) -> u16 {
+        self.functions
+            .get(index)
+            .map_or(0, |f| self.symbol_object(f.symbol))
     }
 
     /// The kind of symbol `index`.
@@ -877,8 +965,16 @@ pub(crate) mod tests {
                 name_len: 0x0605,
                 kind: 7,
                 flags: 8,
+                object: 0x0a09,
             },
-            &[1, 2, 3, 4, 5, 6, 7, 8],
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0],
+        );
+        golden(
+            ObjectRec {
+                name_off: 0x0403_0201,
+                name_len: 0x0605,
+            },
+            &[1, 2, 3, 4, 5, 6, 0, 0],
         );
         golden(
             FunctionRec {
@@ -909,8 +1005,9 @@ pub(crate) mod tests {
                 kind: 7,
                 flags: 8,
                 size: 0x0c0b_0a09,
+                object: 0x0e0d,
             },
-            &(1..=12).collect::<Vec<u8>>(),
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0, 0],
         );
         golden(
             ReplacementRec {
@@ -977,10 +1074,10 @@ pub(crate) mod tests {
         bad[0] = b'X';
         assert_eq!(Payload::parse(&bad).unwrap_err(), ParseError::BadMagic);
         let mut bad = good.clone();
-        bad[8] = 2;
+        bad[8] = 1;
         assert_eq!(
             Payload::parse(&bad).unwrap_err(),
-            ParseError::UnsupportedVersion(2)
+            ParseError::UnsupportedVersion(1)
         );
         let mut bad = good.clone();
         bad.push(0);
@@ -1016,6 +1113,92 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn objects_must_be_distinct_module_names_and_symbols_must_name_one() {
+        let parse = |modules: &[&str], object: u16| {
+            let mut t = Tables::default();
+            let s = t.add_symbol("f", SymbolKind::Function, 0).unwrap();
+            t.symbols[s as usize].object = object;
+            for m in modules {
+                t.add_object(m).unwrap();
+            }
+            t.add_function(s, &[0xc3], &[]).unwrap();
+            let bytes = build(&t, "objects");
+            Payload::parse(&bytes).map(|p| {
+                p.object_name(u32::from(p.function_object(0)))
+                    .map(str::to_owned)
+            })
+        };
+        assert_eq!(parse(&["ext2"], 1), Ok(Some("ext2".into())));
+        assert_eq!(parse(&["ext2"], 0), Ok(None));
+        for (modules, object, table) in [
+            (&["ext2"][..], 2, "symbols"),
+            (&["vmlinux"][..], 0, "objects"),
+            (&["ext-2"][..], 0, "objects"),
+            (&["ext2", "ext2"][..], 0, "objects"),
+        ] {
+            assert!(
+                matches!(parse(modules, object), Err(ParseError::BadRecord { table: t, .. }) if t == table),
+                "{modules:?} object {object}"
+            );
+        }
+    }
+
+    #[test]
+    fn code_of_an_object_is_replaced_and_served_only_by_places_of_that_object() {
+        // f lives in module m; its replacement is a place of `place_object`,
+        // whose post relocation names a symbol of `symbol_object`.
+        let parse = |place_object: u16, symbol_object: u16| {
+            let mut t = Tables::default();
+            t.add_object("m").unwrap();
+            let f = t.add_symbol("f", SymbolKind::Function, 0).unwrap();
+            t.symbols[f as usize].object = 1;
+            let g = t.add_symbol("g", SymbolKind::Function, 0).unwrap();
+            t.symbols[g as usize].object = symbol_object;
+            t.add_function(f, &[0xc3], &[]).unwrap();
+            let place = t.add_place("f", SymbolKind::Function, 8).unwrap();
+            t.places[place as usize].object = place_object;
+            t.replacements.push(ReplacementRec { function: 0, place });
+            t.post_relocs.push(PostRelocRec {
+                place,
+                offset: 0,
+                symbol: g,
+                kind: RelocKind::Plt32 as u8,
+                addend: -4,
+            });
+            let bytes = build(&t, "objects");
+            Payload::parse(&bytes).map(|_| ())
+        };
+        assert_eq!(parse(1, 1), Ok(()));
+        assert_eq!(parse(1, 0), Ok(()));
+        assert!(matches!(
+            parse(0, 0),
+            Err(ParseError::BadRecord {
+                table: "replacements",
+                ..
+            })
+        ));
+        let mut t = Tables::default();
+        t.add_object("m").unwrap();
+        let g = t.add_symbol("g", SymbolKind::Function, 0).unwrap();
+        t.symbols[g as usize].object = 1;
+        let place = t.add_place("h", SymbolKind::Function, 8).unwrap();
+        t.post_relocs.push(PostRelocRec {
+            place,
+            offset: 0,
+            symbol: g,
+            kind: RelocKind::Plt32 as u8,
+            addend: -4,
+        });
+        assert!(matches!(
+            Payload::parse(&build(&t, "objects")),
+            Err(ParseError::BadRecord {
+                table: "post relocations",
+                ..
+            })
+        ));
     }
 
     #[test]

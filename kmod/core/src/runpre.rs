@@ -1205,9 +1205,15 @@ mod tests {
         let mut w = PayloadWriter::default();
         let mut symbols: HashMap<String, u32> = HashMap::new();
         let mut symbol = |w: &mut PayloadWriter, unit: Option<&str>, name: &str, kind| {
-            *symbols
-                .entry(name.to_string())
-                .or_insert_with(|| w.symbol(&SymbolSpec { unit, name, kind }).unwrap())
+            *symbols.entry(name.to_string()).or_insert_with(|| {
+                w.symbol(&SymbolSpec {
+                    unit,
+                    name,
+                    kind,
+                    module: None,
+                })
+                .unwrap()
+            })
         };
         for &(name, code, relocs, sites) in functions {
             let f = symbol(&mut w, Some("t.o"), name, SymbolKind::Function);

@@ -9,7 +9,7 @@
 pub const DEVICE_PATH: &str = "/dev/ksplice";
 
 /// Bumped whenever a struct or command below changes incompatibly.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// The ioctl "type" byte of `/dev/ksplice` (unused in ioctl-number.rst).
 pub const IOCTL_TYPE: u32 = 0xB5;
@@ -193,6 +193,8 @@ pub enum Abort {
     Unsupported = 18,
     /// The update is still applied (release needs it reversed first).
     StillApplied = 19,
+    /// A module the update patches is being loaded or unloaded right now.
+    ModuleChanging = 20,
 }
 
 impl Abort {
@@ -219,6 +221,7 @@ impl Abort {
             17 => Self::Interrupted,
             18 => Self::Unsupported,
             19 => Self::StillApplied,
+            20 => Self::ModuleChanging,
             _ => return None,
         })
     }
@@ -246,6 +249,7 @@ impl Abort {
             Self::Interrupted => "interrupted",
             Self::Unsupported => "unsupported",
             Self::StillApplied => "still_applied",
+            Self::ModuleChanging => "module_changing",
         }
     }
 }
@@ -406,6 +410,8 @@ pub enum FunctionState {
     /// The trampoline is in place, but another ftrace user redirects the
     /// function's entry, so the new code does not run.
     Shadowed,
+    /// Its module is not loaded: the trampoline is written when it loads.
+    Pending,
 }
 
 impl FunctionState {
@@ -415,6 +421,7 @@ impl FunctionState {
             Self::Patched => "patched",
             Self::Reversed => "reversed",
             Self::Shadowed => "shadowed",
+            Self::Pending => "pending",
         }
     }
 
@@ -424,6 +431,7 @@ impl FunctionState {
             "patched" => Some(Self::Patched),
             "reversed" => Some(Self::Reversed),
             "shadowed" => Some(Self::Shadowed),
+            "pending" => Some(Self::Pending),
             _ => None,
         }
     }
@@ -541,12 +549,12 @@ mod tests {
 
     #[test]
     fn abort_codes_round_trip_and_unknown_ones_are_none() {
-        for v in 0..=19 {
+        for v in 0..=20 {
             let abort = Abort::from_u32(v).unwrap();
             assert_eq!(abort as u32, v);
             assert!(!abort.as_str().is_empty());
         }
-        assert_eq!(Abort::from_u32(20), None);
+        assert_eq!(Abort::from_u32(21), None);
         assert_eq!(Abort::CodeBusy.as_str(), "code_busy");
     }
 
@@ -591,10 +599,11 @@ mod tests {
             FunctionState::Patched,
             FunctionState::Reversed,
             FunctionState::Shadowed,
+            FunctionState::Pending,
         ] {
             assert_eq!(FunctionState::parse(s.as_str()), Some(s));
         }
-        assert_eq!(FunctionState::parse("pending"), None);
+        assert_eq!(FunctionState::parse("dormant"), None);
         assert_eq!(UpdateState::from_u32(99), None);
     }
 }

@@ -17,9 +17,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::payload::{
-    encode_header, FunctionRec, HeaderFields, PlaceRec, PostRelocRec, Record, RelocRec,
-    ReplacementRec, SiteKind, SiteRec, SymbolKind, SymbolRec, HEADER_LEN, NAME_MAX, SYMBOL_LOCAL,
-    TABLE_COUNT,
+    encode_header, is_module_name, FunctionRec, HeaderFields, ObjectRec, PlaceRec, PostRelocRec,
+    Record, RelocRec, ReplacementRec, SiteKind, SiteRec, SymbolKind, SymbolRec, HEADER_LEN,
+    NAME_MAX, SYMBOL_LOCAL, TABLE_COUNT,
 };
 
 /// Why a payload cannot be written.
@@ -27,6 +27,8 @@ use super::payload::{
 pub enum WriteError {
     /// A symbol or place name is empty or longer than [`NAME_MAX`].
     BadName(String),
+    /// Not a name a loadable module can have.
+    BadModuleName(String),
     /// The payload would not fit the format's 32-bit offsets and counts.
     TooLarge,
     /// The update id, release or build id does not fit the header.
@@ -40,6 +42,7 @@ impl fmt::Display for WriteError {
                 f,
                 "symbol name '{name}' is empty or longer than {NAME_MAX} bytes"
             ),
+            Self::BadModuleName(name) => write!(f, "'{name}' is not a module name"),
             Self::TooLarge => f.write_str("the payload exceeds the format's 32-bit sizes"),
             Self::HeaderField => {
                 f.write_str("the update id, kernel release or build id is too long")
@@ -69,6 +72,8 @@ pub struct Tables {
     pub post_relocs: Vec<PostRelocRec>,
     /// Runtime-patched sites of the pre code.
     pub sites: Vec<SiteRec>,
+    /// The modules symbols live in.
+    pub objects: Vec<ObjectRec>,
     /// Names and code, referenced by offset.
     pub blob: Vec<u8>,
 }
@@ -101,8 +106,17 @@ impl Tables {
             name_len,
             kind: kind as u8,
             flags,
+            object: 0,
         });
         index(self.symbols.len() - 1)
+    }
+
+    /// Adds a module to the objects table; returns its object number
+    /// (1 + its index; 0 is vmlinux).
+    pub fn add_object(&mut self, name: &str) -> Result<u16, WriteError> {
+        let (name_off, name_len) = self.add_name(name)?;
+        self.objects.push(ObjectRec { name_off, name_len });
+        u16::try_from(self.objects.len()).map_err(|_| WriteError::TooLarge)
     }
 
     /// Adds the pre code of the function `symbol` with its relocations
@@ -148,6 +162,7 @@ impl Tables {
             kind: kind as u8,
             flags: 0,
             size,
+            object: 0,
         });
         index(self.places.len() - 1)
     }
@@ -163,6 +178,7 @@ impl Tables {
             append(&mut out, &self.replacements)?,
             append(&mut out, &self.post_relocs)?,
             append(&mut out, &self.sites)?,
+            append(&mut out, &self.objects)?,
             {
                 let at = index(out.len())?;
                 out.extend_from_slice(&self.blob);
@@ -201,31 +217,59 @@ pub struct SymbolSpec<'a> {
     pub name: &'a str,
     /// Function, object or anonymous section.
     pub kind: SymbolKind,
+    /// The loadable module it lives in, or `None` for vmlinux.
+    pub module: Option<&'a str>,
 }
 
 /// Collects the records of one update and encodes them.
 #[derive(Debug, Default)]
 pub struct PayloadWriter {
     tables: Tables,
-    symbol_index: BTreeMap<(Option<String>, String), u32>,
+    symbol_index: BTreeMap<(Option<String>, Option<String>, String), u32>,
+    object_index: BTreeMap<String, u16>,
     function_index: BTreeMap<u32, u32>,
 }
 
 impl PayloadWriter {
     /// The index of a symbol, adding it on first use. Locals are distinct
-    /// per unit: two files may each have a `static` helper of one name.
+    /// per unit: two files may each have a `static` helper of one name,
+    /// and globals per module.
     pub fn symbol(&mut self, spec: &SymbolSpec<'_>) -> Result<u32, WriteError> {
-        let key = (spec.unit.map(str::to_owned), spec.name.to_owned());
+        let key = (
+            spec.module.map(str::to_owned),
+            spec.unit.map(str::to_owned),
+            spec.name.to_owned(),
+        );
         if let Some(&i) = self.symbol_index.get(&key) {
             return Ok(i);
         }
         if spec.name.is_empty() || spec.name.len() > NAME_MAX {
             return Err(WriteError::BadName(spec.name.to_owned()));
         }
+        let object = match spec.module {
+            None => 0,
+            Some(m) => self.object(m)?,
+        };
         let flags = if spec.unit.is_some() { SYMBOL_LOCAL } else { 0 };
         let i = self.tables.add_symbol(spec.name, spec.kind, flags)?;
+        if let Some(rec) = self.tables.symbols.last_mut() {
+            rec.object = object;
+        }
         self.symbol_index.insert(key, i);
         Ok(i)
+    }
+
+    /// The object number of module `name`, adding it on first use.
+    fn object(&mut self, name: &str) -> Result<u16, WriteError> {
+        if let Some(&o) = self.object_index.get(name) {
+            return Ok(o);
+        }
+        if !is_module_name(name) {
+            return Err(WriteError::BadModuleName(name.to_owned()));
+        }
+        let o = self.tables.add_object(name)?;
+        self.object_index.insert(name.to_owned(), o);
+        Ok(o)
     }
 
     /// Whether the function of symbol `symbol` already has pre code.
@@ -255,18 +299,28 @@ impl PayloadWriter {
         self.tables.functions.len()
     }
 
-    /// Adds a place (a function or object update.ko carries); its index is
-    /// its slot in `__ksplice_places`.
+    /// Adds a place (a function or object update.ko carries for the code
+    /// of `module`, or of vmlinux if `None`); its index is its slot in
+    /// `__ksplice_places`.
     pub fn add_place(
         &mut self,
         name: &str,
         kind: SymbolKind,
         size: u32,
+        module: Option<&str>,
     ) -> Result<u32, WriteError> {
         if name.is_empty() || name.len() > NAME_MAX {
             return Err(WriteError::BadName(name.to_owned()));
         }
-        self.tables.add_place(name, kind, size)
+        let object = match module {
+            None => 0,
+            Some(m) => self.object(m)?,
+        };
+        let i = self.tables.add_place(name, kind, size)?;
+        if let Some(rec) = self.tables.places.last_mut() {
+            rec.object = object;
+        }
+        Ok(i)
     }
 
     /// Redirects the function with pre code `function` to `place`.
@@ -326,7 +380,47 @@ mod tests {
     };
 
     fn spec<'a>(unit: Option<&'a str>, name: &'a str, kind: SymbolKind) -> SymbolSpec<'a> {
-        SymbolSpec { unit, name, kind }
+        SymbolSpec {
+            unit,
+            name,
+            kind,
+            module: None,
+        }
+    }
+
+    #[test]
+    fn symbols_of_modules_name_their_module_once_and_are_distinct_per_module() {
+        let mut w = PayloadWriter::default();
+        let in_module = |module| SymbolSpec {
+            module,
+            ..spec(None, "helper", SymbolKind::Function)
+        };
+        let a = w.symbol(&in_module(Some("ext2"))).unwrap();
+        let b = w.symbol(&in_module(Some("loop"))).unwrap();
+        let c = w.symbol(&in_module(None)).unwrap();
+        assert_eq!(w.symbol(&in_module(Some("ext2"))).unwrap(), a);
+        assert!(a != b && b != c && a != c);
+        let f = w.add_function(a, &[0xc3], &[]).unwrap();
+        let p = w
+            .add_place("helper", SymbolKind::Function, 1, Some("ext2"))
+            .unwrap();
+        w.add_replacement(f, p);
+        let bytes = w.finish(&HEADER).unwrap();
+        let p = Payload::parse(&bytes).unwrap();
+        assert_eq!(p.objects.len(), 2);
+        assert_eq!(p.object_name(u32::from(p.symbol_object(a))), Some("ext2"));
+        assert_eq!(p.object_name(u32::from(p.symbol_object(b))), Some("loop"));
+        assert_eq!(p.symbol_object(c), 0);
+        assert_eq!(p.object_name(0), None);
+        assert_eq!(p.function_object(f), p.symbol_object(a));
+        assert!(matches!(w_bad_module(), Err(WriteError::BadModuleName(_))));
+    }
+
+    fn w_bad_module() -> Result<u32, WriteError> {
+        PayloadWriter::default().symbol(&SymbolSpec {
+            module: Some("vmlinux"),
+            ..spec(None, "f", SymbolKind::Function)
+        })
     }
 
     #[test]
@@ -356,7 +450,7 @@ mod tests {
             "pre code once"
         );
         let place = w
-            .add_place("loadavg_proc_show", SymbolKind::Function, 32)
+            .add_place("loadavg_proc_show", SymbolKind::Function, 32, None)
             .unwrap();
         w.add_replacement(func, place);
         w.add_post_reloc(place, 10, callee, 4, -4);
@@ -380,8 +474,8 @@ mod tests {
             let s = w.symbol(&spec(None, name, SymbolKind::Function)).unwrap();
             functions.push(w.add_function(s, &[0x90; 16], &[]).unwrap());
         }
-        let pa = w.add_place("a", SymbolKind::Function, 16).unwrap();
-        let pb = w.add_place("b", SymbolKind::Function, 16).unwrap();
+        let pa = w.add_place("a", SymbolKind::Function, 16, None).unwrap();
+        let pb = w.add_place("b", SymbolKind::Function, 16, None).unwrap();
         w.add_replacement(functions[1], pb);
         w.add_replacement(functions[0], pa);
         w.add_site(functions[0], 4, 2, SiteKind::Alternative);
@@ -404,7 +498,7 @@ mod tests {
             Err(WriteError::BadName(_))
         ));
         assert!(w.symbol(&spec(None, "", SymbolKind::Function)).is_err());
-        assert!(w.add_place("", SymbolKind::Function, 1).is_err());
+        assert!(w.add_place("", SymbolKind::Function, 1, None).is_err());
         let header = HeaderFields {
             id: "an-id-much-longer-than-thirty-one-characters",
             ..HEADER

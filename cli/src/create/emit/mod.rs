@@ -43,6 +43,8 @@ use super::CreateError;
 pub struct Unit {
     /// Path relative to the objtree, e.g. `fs/proc/loadavg.o`.
     pub object: String,
+    /// The loadable module it is linked into, or `None` for vmlinux.
+    pub module: Option<String>,
     /// The unpatched build.
     pub pre: Object,
     /// Where `pre` was read from.
@@ -98,6 +100,50 @@ pub fn exports_with_ksplice(tree: &KernelTree) -> Result<HashMap<String, String>
     Ok(exports)
 }
 
+/// What the update's references may lead to: vmlinux's exports and
+/// symbols, and, when it patches module code, what modules export and
+/// the symbol tables of the modules its code may refer into.
+fn kernel_symbols(tree: &KernelTree, units: &[Unit]) -> Result<KernelSymbols, CreateError> {
+    let kernel = KernelSymbols::new(
+        exports_with_ksplice(tree)?,
+        tree.system_map()?,
+        tree.config("CONFIG_LIVEPATCH"),
+    );
+    if units.iter().all(|u| u.module.is_none()) {
+        return Ok(kernel);
+    }
+    let module_exports: HashMap<String, String> = tree
+        .module_exports()?
+        .into_iter()
+        .map(|(name, (module, _))| (name, module))
+        .collect();
+    let mut needed = BTreeSet::new();
+    for unit in units {
+        let Some(module) = &unit.module else { continue };
+        needed.insert(module.clone());
+        for name in unit.post.undefined(&unit.post_path)? {
+            if let Some(m) = module_exports.get(&name) {
+                needed.insert(m.clone());
+            }
+        }
+    }
+    let mut maps = HashMap::new();
+    for module in needed {
+        let path = tree.module_file(&module)?.ok_or_else(|| {
+            refuse(
+                &module,
+                "the built module is not in the kernel tree's modules.order",
+            )
+        })?;
+        maps.insert(module, objdiff::symbol_map(&path)?);
+    }
+    Ok(kernel.with_modules(module_exports, maps))
+}
+
+/// A special section of a post object: (name, its section in post.o if
+/// any entry was kept, entry size, (old offset, new offset) per kept entry).
+type Special = (&'static str, Option<SectionId>, u64, Vec<(u64, u64)>);
+
 /// A refusal concerning `unit`.
 fn refuse(unit: &str, why: impl Into<String>) -> CreateError {
     CreateError::UnsupportedChange {
@@ -116,19 +162,22 @@ pub fn build_post_object(
     let mut e = Emitter {
         bug_verbose: tree.config("CONFIG_DEBUG_BUGVERBOSE"),
         hooks: Vec::new(),
-        kernel: KernelSymbols::new(
-            exports_with_ksplice(tree)?,
-            tree.system_map()?,
-            tree.config("CONFIG_LIVEPATCH"),
-        ),
+        kernel: kernel_symbols(tree, units)?,
         elf: PostElf::new(),
         payload: PayloadWriter::default(),
         load_time: BTreeSet::new(),
         namespaces: BTreeSet::new(),
         summary: Summary::default(),
+        globals: HashMap::new(),
     };
+    // Every unit's items first, so a unit's new code can call a new
+    // function another unit carries.
+    let mut outputs = Vec::with_capacity(units.len());
     for unit in units {
-        e.add_unit(unit)?;
+        outputs.push(e.carry_unit(unit)?);
+    }
+    for (unit, mut out) in units.iter().zip(outputs) {
+        e.link_unit(unit, &mut out)?;
     }
     if e.payload.replacement_count() == 0 && e.summary.added.is_empty() {
         return Err(CreateError::NoChanges);
@@ -161,6 +210,8 @@ struct Emitter {
     load_time: BTreeSet<String>,
     namespaces: BTreeSet<String>,
     summary: Summary,
+    /// Global functions and data carried by any unit, for the others.
+    globals: HashMap<String, SymbolId>,
 }
 
 /// Per unit: where each carried item and copied section went.
@@ -174,35 +225,56 @@ struct UnitOutput {
     matched: BTreeSet<String>,
     /// Existing data of the unit the new code references, by pre name.
     needed_data: BTreeSet<String>,
+    /// Special sections of the post object: where their kept entries
+    /// went, as (name, section in post.o, entry size, (old offset, new
+    /// offset) per kept entry).
+    special: HashMap<SectionIndex, Special>,
 }
 
 impl Emitter {
-    fn add_unit(&mut self, unit: &Unit) -> Result<(), CreateError> {
-        let mut out = UnitOutput::default();
+    /// The carried items of `unit`.
+    fn items(unit: &Unit) -> (Vec<&Item>, Vec<&Item>) {
         let d = &unit.diff;
-        let functions: Vec<&Item> = d
+        let functions = d
             .changed
             .keys()
             .chain(d.new_functions.iter())
             .map(|n| &unit.post.functions[n])
             .collect();
-        let data: Vec<&Item> = d
+        let data = d
             .changed_rodata
             .iter()
             .chain(d.new_data.iter())
             .map(|n| &unit.post.objects[n])
             .collect();
+        (functions, data)
+    }
+
+    /// Adds the new functions and data of `unit` to `post.o`.
+    fn carry_unit(&mut self, unit: &Unit) -> Result<UnitOutput, CreateError> {
+        let mut out = UnitOutput::default();
+        let (functions, data) = Self::items(unit);
         for item in &functions {
             self.carry(unit, &mut out, item, SymbolKind::Function)?;
         }
         for item in &data {
             self.carry(unit, &mut out, item, SymbolKind::Object)?;
         }
+        Ok(out)
+    }
+
+    /// Adds the special-section entries and relocations of `unit`'s
+    /// carried items, and the pre code run-pre matching needs.
+    fn link_unit(&mut self, unit: &Unit, out: &mut UnitOutput) -> Result<(), CreateError> {
+        let d = &unit.diff;
+        let (functions, data) = Self::items(unit);
+        // Before the items' relocations: code refers to its own entries
+        // (a WARN passes its __bug_table entry).
+        self.add_special_entries(unit, out)?;
         // After every item exists, so references between them resolve.
         for item in functions.iter().chain(data.iter()) {
-            self.add_item_relocs(unit, &mut out, item)?;
+            self.add_item_relocs(unit, out, item)?;
         }
-        self.add_special_entries(unit, &mut out)?;
         for hook in super::hooks::in_object(&unit.post.data, &unit.post_path)? {
             let Some(&(symbol, _)) = out.symbols.get(&hook.function) else {
                 return Err(refuse(
@@ -249,6 +321,9 @@ impl Emitter {
         let symbol = self.elf.add_item(unit, item, kind)?;
         let place = self.place(unit, symbol, &item.name, kind, item.size)?;
         out.symbols.insert(item.name.clone(), (symbol, place));
+        if !item.local {
+            self.globals.entry(item.name.clone()).or_insert(symbol);
+        }
         Ok(())
     }
 
@@ -266,7 +341,7 @@ impl Emitter {
             .map_err(|_| refuse(&unit.object, format!("{name} is too large")))?;
         self.elf.add_place(symbol);
         self.payload
-            .add_place(name, kind, size)
+            .add_place(name, kind, size, unit.module.as_deref())
             .map_err(CreateError::Payload)
     }
 
@@ -283,7 +358,18 @@ impl Emitter {
             .item_section(symbol)
             .ok_or_else(|| refuse(&unit.object, "carried item without a section"))?;
         for r in &item.relocs {
-            let field = Some((place, r.offset as u32, r.r_type, r.addend));
+            let special =
+                self.special_target(unit, out, r.raw_symbol, r.raw_addend, r.pc_adjust)?;
+            if let Some((symbol, addend)) = special {
+                self.elf
+                    .relocate(section, base + r.offset, symbol, addend, r.r_type)?;
+                continue;
+            }
+            let addend = match r.target {
+                Target::Str(_) => -r.pc_adjust,
+                _ => r.addend,
+            };
+            let field = Some((place, r.offset as u32, r.r_type, addend));
             let target = self.reference(unit, out, &r.target, r.raw_symbol, field)?;
             // Named targets use the addend relative to the symbol; copied
             // sections keep the raw one.
@@ -350,9 +436,17 @@ impl Emitter {
             } else {
                 0
             };
+            if let Some((symbol, addend)) = self.special_target(unit, out, raw, addend, adjust)? {
+                self.elf.relocate(id, offset, symbol, addend, r_type)?;
+                continue;
+            }
             let (target, norm_addend) =
                 objdiff::normalise(&file, &unit.post_path, raw, addend, adjust)?;
-            let field = place.map(|p| (p, offset as u32, r_type, norm_addend));
+            let field_addend = match target {
+                Target::Str(_) => -adjust,
+                _ => norm_addend,
+            };
+            let field = place.map(|p| (p, offset as u32, r_type, field_addend));
             let symbol = self.reference(unit, out, &target, raw, field)?;
             let addend = if matches!(target, Target::Named(_)) {
                 norm_addend
@@ -376,10 +470,24 @@ impl Emitter {
         field: Option<PostField>,
     ) -> Result<SymbolId, CreateError> {
         let name = match target {
-            Target::Str(_) | Target::Section(_) => return self.copied_target(unit, out, raw),
+            Target::Str(text) => {
+                return match field {
+                    Some(field) if pre_code::replaced_code_uses(unit, text) => {
+                        self.existing_string(unit, text, field)
+                    }
+                    _ => self.copied_target(unit, out, raw),
+                }
+            }
+            Target::Section(_) => return self.copied_target(unit, out, raw),
             Target::Named(name) => name.as_str(),
         };
         if let Some(&(id, _)) = out.symbols.get(name) {
+            return Ok(id);
+        }
+        // Not defined in this file: another unit may carry it (a function
+        // the patch adds in one file and calls from another).
+        let here = unit.post.functions.contains_key(name) || unit.post.objects.contains_key(name);
+        if let Some(&id) = self.globals.get(name).filter(|_| !here) {
             return Ok(id);
         }
         match self
@@ -406,6 +514,75 @@ impl Emitter {
                 self.existing(unit, &existing, field)
             }
         }
+    }
+
+    /// A reference to a string literal the running kernel has: the code
+    /// being replaced uses the same text, so run-pre matching learns (and
+    /// checks) its address, and the new code shares it. Lockdep, for one,
+    /// tells lock classes apart by the address of their name.
+    fn existing_string(
+        &mut self,
+        unit: &Unit,
+        text: &[u8],
+        (place, offset, r_type, addend): PostField,
+    ) -> Result<SymbolId, CreateError> {
+        let name = pre_code::string_symbol(text);
+        let symbol = self
+            .payload
+            .symbol(&SymbolSpec {
+                unit: Some(&unit.object),
+                name: &name,
+                kind: SymbolKind::Section,
+                module: unit.module.as_deref(),
+            })
+            .map_err(CreateError::Payload)?;
+        self.payload
+            .add_post_reloc(place, offset, symbol, r_type as u8, addend);
+        self.summary.post_relocs += 1;
+        Ok(self.elf.stub(SymbolKind::Object))
+    }
+
+    /// For a reference into a special section (`raw` + `addend`, the
+    /// field's instruction ending `adjust` bytes after it): the symbol and
+    /// addend that point at the same entry where update.ko keeps it. Only
+    /// entries of carried code are kept; a reference to another is refused.
+    fn special_target(
+        &mut self,
+        unit: &Unit,
+        out: &UnitOutput,
+        raw: SymbolIndex,
+        addend: i64,
+        adjust: i64,
+    ) -> Result<Option<(SymbolId, i64)>, CreateError> {
+        let file = unit.post.elf(&unit.post_path)?;
+        let sym = file
+            .symbol_by_index(raw)
+            .map_err(|e| CreateError::elf(&unit.post_path, e))?;
+        let Some((name, id, size, moved)) = sym.section_index().and_then(|i| out.special.get(&i))
+        else {
+            return Ok(None);
+        };
+        let label = if sym.elf_symbol().st_type() == object::elf::STT_SECTION {
+            0
+        } else {
+            sym.address() as i64
+        };
+        let at = label + addend + adjust;
+        let entry = moved
+            .iter()
+            .find(|&&(old, _)| at >= old as i64 && at < (old + size) as i64);
+        let (Some(&(old, new)), Some(id)) = (entry, *id) else {
+            return Err(refuse(
+                &unit.object,
+                format!(
+                    "new code refers to an entry of {name} that describes code it does not carry"
+                ),
+            ));
+        };
+        Ok(Some((
+            self.elf.section_symbol(id),
+            at - old as i64 + new as i64 - adjust,
+        )))
     }
 
     /// The symbol for a reference into a copied section: its section
@@ -458,6 +635,7 @@ impl Emitter {
                 unit: existing.unit.as_deref(),
                 name: &existing.name,
                 kind: existing.kind,
+                module: existing.module.as_deref(),
             })
             .map_err(CreateError::Payload)?;
         self.payload
@@ -481,7 +659,7 @@ impl Emitter {
                 .data()
                 .map_err(|e| CreateError::elf(&unit.post_path, e))?;
             let relocs = objdiff::symbol_relocs(&section);
-            let (kept, kept_relocs) = sections::carried_entries(
+            let (kept, kept_relocs, moved) = sections::carried_entries(
                 &unit.object,
                 special.name,
                 data,
@@ -493,13 +671,18 @@ impl Emitter {
                         if unit.post.functions.contains_key(n) && out.symbols.contains_key(n)))
                 },
             )?;
+            let size = special.entry_size as u64;
             if kept.is_empty() {
+                out.special
+                    .insert(section.index(), (special.name, None, size, moved));
                 continue;
             }
             let flags = section.elf_section_header().sh_flags(file.endian());
             let id = self
                 .elf
                 .add_special(special.name, kept, section.align().max(1), flags);
+            out.special
+                .insert(section.index(), (special.name, Some(id), size, moved));
             self.copy_relocs(unit, out, id, &kept_relocs, None, None)?;
         }
         Ok(())

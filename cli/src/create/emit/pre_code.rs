@@ -29,6 +29,19 @@ pub fn string_symbol(text: &[u8]) -> String {
     }
 }
 
+/// Whether the pre code of a function `unit` replaces refers to the string
+/// literal `text` (short enough to be named by content), so run-pre
+/// matching will locate the running kernel's copy.
+pub fn replaced_code_uses(unit: &Unit, text: &[u8]) -> bool {
+    let target = Target::Str(text.to_vec());
+    text.len() <= STRING_MAX
+        && unit.diff.changed.keys().any(|f| {
+            unit.pre.functions.get(f).is_some_and(|i| {
+                !i.is_init_or_exit() && i.relocs.iter().any(|r| r.target == target)
+            })
+        })
+}
+
 /// Adds the pre code of one unit's functions to the payload.
 pub struct RunPre<'a> {
     /// Where the records go.
@@ -55,10 +68,12 @@ impl RunPre<'_> {
                 format!("{name} is __init/__exit code, which is gone after boot"),
             ));
         }
+        let module = unit.module.as_deref();
         let symbol = self.symbol(&SymbolSpec {
             unit: item.local.then_some(object),
             name,
             kind: SymbolKind::Function,
+            module,
         })?;
         let mut relocs = Vec::new();
         for r in &item.relocs {
@@ -70,25 +85,32 @@ impl RunPre<'_> {
                         .get(n)
                         .map(|i| (i, SymbolKind::Function))
                         .or_else(|| unit.pre.objects.get(n).map(|i| (i, SymbolKind::Object)));
-                    let (local, kind) = match defined {
-                        Some((i, kind)) => (i.local, kind),
-                        None => (false, self.kernel.kind_of(n).unwrap_or(SymbolKind::Object)),
+                    let (local, kind, home) = match defined {
+                        Some((i, kind)) => (i.local, kind, unit.module.clone()),
+                        None => {
+                            let home = self.kernel.home_of(module, n);
+                            let kind = self.kernel.kind_of(home.as_deref(), n);
+                            (false, kind.unwrap_or(SymbolKind::Object), home)
+                        }
                     };
                     self.symbol(&SymbolSpec {
                         unit: local.then_some(object),
                         name: n,
                         kind,
+                        module: home.as_deref(),
                     })?
                 }
                 Target::Str(text) => self.symbol(&SymbolSpec {
                     unit: Some(object),
                     name: &string_symbol(text),
                     kind: SymbolKind::Section,
+                    module,
                 })?,
                 Target::Section(s) => self.symbol(&SymbolSpec {
                     unit: Some(object),
                     name: s,
                     kind: SymbolKind::Section,
+                    module,
                 })?,
             };
             // A string symbol is the string's first byte: the addend is then
@@ -147,7 +169,7 @@ impl RunPre<'_> {
                 // A global: ksplice.ko takes it from kallsyms by name.
                 None if !unit.pre.objects.get(data_name).is_some_and(|o| o.local) => {}
                 // A static whose name is unique in kallsyms.
-                None if self.kernel.is_unique(data_name) => {}
+                None if self.kernel.is_unique(unit.module.as_deref(), data_name) => {}
                 None => {
                     return Err(refuse(
                         &unit.object,

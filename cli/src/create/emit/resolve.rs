@@ -20,11 +20,18 @@ pub struct KernelSymbols {
     system_map: HashMap<String, Vec<char>>,
     /// `CONFIG_LIVEPATCH`: the loader applies `.klp.rela` relocations.
     livepatch: bool,
+    /// Symbols loadable modules export: name -> module.
+    module_exports: HashMap<String, String>,
+    /// The symbol table (name -> type letters) of each module the update
+    /// patches, from its built `.ko`.
+    module_maps: HashMap<String, HashMap<String, Vec<char>>>,
 }
 
 /// An existing kernel symbol, as the payload names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Existing {
+    /// The loadable module it lives in, or `None` for vmlinux.
+    pub module: Option<String>,
     /// The object file it is local to, or `None` for a global.
     pub unit: Option<String>,
     /// Its name in the running kernel (a static local's pre-side name).
@@ -74,12 +81,35 @@ impl KernelSymbols {
             exports,
             system_map,
             livepatch,
+            module_exports: HashMap::new(),
+            module_maps: HashMap::new(),
         }
     }
 
-    /// Function or variable, from the `System.map` type letters.
-    pub fn kind_of(&self, name: &str) -> Option<SymbolKind> {
-        let letters = self.system_map.get(name)?;
+    /// Adds what loadable modules export (name -> module) and the symbol
+    /// tables of the modules the update patches.
+    pub fn with_modules(
+        mut self,
+        module_exports: HashMap<String, String>,
+        module_maps: HashMap<String, HashMap<String, Vec<char>>>,
+    ) -> Self {
+        self.module_exports = module_exports;
+        self.module_maps = module_maps;
+        self
+    }
+
+    /// `System.map` for vmlinux, the `.ko`'s symbol table for a module.
+    fn map_of(&self, module: Option<&str>) -> Option<&HashMap<String, Vec<char>>> {
+        match module {
+            None => Some(&self.system_map),
+            Some(m) => self.module_maps.get(m),
+        }
+    }
+
+    /// Function or variable, from the type letters of `name` in `module`
+    /// (vmlinux if `None`).
+    pub fn kind_of(&self, module: Option<&str>, name: &str) -> Option<SymbolKind> {
+        let letters = self.map_of(module)?.get(name)?;
         Some(
             if letters.iter().any(|c| matches!(c, 'T' | 't' | 'W' | 'w')) {
                 SymbolKind::Function
@@ -89,9 +119,29 @@ impl KernelSymbols {
         )
     }
 
-    /// Whether exactly one kernel symbol has this name.
-    pub fn is_unique(&self, name: &str) -> bool {
-        self.system_map.get(name).is_some_and(|t| t.len() == 1)
+    /// Whether exactly one symbol of `module` (vmlinux if `None`) has
+    /// this name.
+    pub fn is_unique(&self, module: Option<&str>, name: &str) -> bool {
+        self.map_of(module)
+            .and_then(|m| m.get(name))
+            .is_some_and(|t| t.len() == 1)
+    }
+
+    /// Where a global that code of `module` (vmlinux if `None`) refers to
+    /// but does not define lives: module code reaches vmlinux through its
+    /// exports, another module through that module's exports, and else
+    /// its own module's other files.
+    pub fn home_of(&self, module: Option<&str>, name: &str) -> Option<String> {
+        let module = module?;
+        if self.exports.contains_key(name) {
+            return None;
+        }
+        Some(
+            self.module_exports
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| module.to_owned()),
+        )
     }
 
     /// The namespace of an export this module may import. Exports reserved
@@ -107,6 +157,7 @@ impl KernelSymbols {
     /// update does not carry, leads; `Err` says why it cannot be made.
     pub fn resolve(&self, unit: &Unit, name: &str) -> Result<Binding, String> {
         let local_to = |local: bool| local.then(|| unit.object.clone());
+        let module = unit.module.clone();
         // Defined in this file but not carried: existing code or data.
         if let Some(item) = unit.post.functions.get(name) {
             if item.is_init_or_exit() {
@@ -115,6 +166,7 @@ impl KernelSymbols {
                 ));
             }
             return Ok(Binding::Existing(Existing {
+                module,
                 unit: local_to(item.local),
                 name: name.to_owned(),
                 kind: SymbolKind::Function,
@@ -133,22 +185,32 @@ impl KernelSymbols {
                 .get(name)
                 .ok_or_else(|| format!("cannot tell which existing variable {name} is"))?;
             return Ok(Binding::Existing(Existing {
+                module,
                 unit: local_to(item.local),
                 name: pre_name.to_owned(),
                 kind: SymbolKind::Object,
                 locate: Locate::UnitData,
             }));
         }
-        // Undefined here: another file's global.
+        // Undefined here: another file's global. A module's code may have
+        // to run before (or without) the module the symbol lives in is
+        // loaded, so only vmlinux exports are left to the module loader.
         if let Some(namespace) = self.importable(name) {
             return Ok(Binding::Export {
                 namespace: namespace.to_owned(),
             });
         }
-        let kind = self
-            .kind_of(name)
-            .ok_or_else(|| format!("{name} is neither exported nor in System.map"))?;
+        let home = self.home_of(module.as_deref(), name);
+        let kind = match &home {
+            None => self
+                .kind_of(None, name)
+                .ok_or_else(|| format!("{name} is neither exported nor in System.map"))?,
+            Some(m) => self.kind_of(Some(m), name).ok_or_else(|| {
+                format!("{name} is neither exported by vmlinux nor a symbol of module {m}")
+            })?,
+        };
         Ok(Binding::Existing(Existing {
+            module: home,
             unit: None,
             name: name.to_owned(),
             kind,
@@ -161,7 +223,14 @@ impl KernelSymbols {
     /// could write anything: through a livepatch relocation, which needs
     /// `CONFIG_LIVEPATCH` and a unique global name.
     pub fn loader_can_resolve(&self, existing: &Existing) -> Result<(), String> {
-        if existing.unit.is_some() || !self.is_unique(&existing.name) || !self.livepatch {
+        if let Some(m) = &existing.module {
+            return Err(format!(
+                "a special section entry references {} of module {m}, which the module \
+                 loader cannot resolve for update.ko",
+                existing.name
+            ));
+        }
+        if existing.unit.is_some() || !self.is_unique(None, &existing.name) || !self.livepatch {
             return Err(format!(
                 "a special section entry references {}, which is not exported \
                  (load-time resolution needs a unique global and CONFIG_LIVEPATCH)",
@@ -214,6 +283,7 @@ pub(super) mod tests {
     pub fn unit(pre: Object, post: Object) -> Unit {
         Unit {
             object: "kernel/exit.o".into(),
+            module: None,
             pre,
             pre_path: PathBuf::from("pre/kernel/exit.o"),
             post,
@@ -252,6 +322,7 @@ pub(super) mod tests {
 
     fn existing(unit: Option<&str>, name: &str, kind: SymbolKind, locate: Locate) -> Binding {
         Binding::Existing(Existing {
+            module: None,
             unit: unit.map(str::to_owned),
             name: name.to_owned(),
             kind,
@@ -366,6 +437,7 @@ pub(super) mod tests {
     #[test]
     fn the_loader_resolves_only_unique_globals_and_only_with_livepatch() {
         let global = Existing {
+            module: None,
             unit: None,
             name: "__tracepoint_sched_process_wait".into(),
             kind: SymbolKind::Object,
@@ -383,5 +455,85 @@ pub(super) mod tests {
             ..global
         };
         assert!(kernel(true).loader_can_resolve(&local).is_err());
+    }
+
+    /// The kernel of [`kernel`] with module `ext2` (its `.ko` defines
+    /// `ext2_get_block` and two statics `count`) and `mbcache`'s export.
+    fn kernel_with_modules() -> KernelSymbols {
+        let ext2 = [("ext2_get_block", "T"), ("count", "bb"), ("ext2_sops", "d")];
+        let exports = [("mb_cache_entry_get".to_string(), "mbcache".to_string())];
+        kernel(true).with_modules(
+            exports.into_iter().collect(),
+            [
+                (
+                    "ext2".to_string(),
+                    ext2.iter()
+                        .map(|(n, t)| (n.to_string(), t.chars().collect()))
+                        .collect(),
+                ),
+                (
+                    "mbcache".to_string(),
+                    [("mb_cache_entry_get".to_string(), vec!['T'])]
+                        .into_iter()
+                        .collect(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        )
+    }
+
+    fn module_unit() -> Unit {
+        Unit {
+            object: "fs/ext2/inode.o".into(),
+            module: Some("ext2".into()),
+            ..unit(object(&[], &[]), object(&[], &[]))
+        }
+    }
+
+    #[test]
+    fn module_code_reaches_vmlinux_only_through_exports_and_the_rest_lives_in_modules() {
+        let k = kernel_with_modules();
+        let u = module_unit();
+        let binding = |name| match k.resolve(&u, name) {
+            Ok(Binding::Existing(e)) => Ok((e.module, e.kind)),
+            Ok(Binding::Export { .. }) => Err("export".to_string()),
+            Err(e) => Err(e),
+        };
+        assert_eq!(binding("printk"), Err("export".into()));
+        // Another file of the same module: looked up in ext2.
+        assert_eq!(
+            binding("ext2_get_block"),
+            Ok((Some("ext2".into()), SymbolKind::Function))
+        );
+        assert_eq!(
+            binding("ext2_sops"),
+            Ok((Some("ext2".into()), SymbolKind::Object))
+        );
+        // Another module's export: in that module, not left to the loader.
+        assert_eq!(
+            binding("mb_cache_entry_get"),
+            Ok((Some("mbcache".into()), SymbolKind::Function))
+        );
+        // Not exported by vmlinux: module code cannot reach it.
+        assert!(binding("nr_threads").unwrap_err().contains("module ext2"));
+        assert!(k.is_unique(Some("ext2"), "ext2_get_block"));
+        assert!(!k.is_unique(Some("ext2"), "count"));
+        assert!(!k.is_unique(None, "ext2_get_block"));
+    }
+
+    #[test]
+    fn the_loader_never_resolves_a_module_symbol_for_update_ko() {
+        let existing = Existing {
+            module: Some("ext2".into()),
+            unit: None,
+            name: "ext2_get_block".into(),
+            kind: SymbolKind::Function,
+            locate: Locate::ByName,
+        };
+        let why = kernel_with_modules()
+            .loader_can_resolve(&existing)
+            .unwrap_err();
+        assert!(why.contains("module ext2"), "{why}");
     }
 }

@@ -377,10 +377,14 @@ impl PostElf {
     }
 }
 
+/// The entries kept from a special section: their bytes, their
+/// relocations rebased to them, and where each came from (old offset, new
+/// offset).
+pub type Kept = (Vec<u8>, Vec<RawReloc>, Vec<(u64, u64)>);
+
 /// Keeps the entries of special section `name` of `unit` (`entry_size`
 /// bytes each) that `carried` accepts, judged by the relocation at each
-/// entry's start; returns their bytes and relocations, rebased to the
-/// kept entries. A section that is not a whole number of anchored entries
+/// entry's start. A section that is not a whole number of anchored entries
 /// is refused, not guessed at.
 pub fn carried_entries(
     unit: &str,
@@ -389,7 +393,7 @@ pub fn carried_entries(
     entry_size: usize,
     relocs: &[RawReloc],
     mut carried: impl FnMut(&RawReloc) -> Result<bool, CreateError>,
-) -> Result<(Vec<u8>, Vec<RawReloc>), CreateError> {
+) -> Result<Kept, CreateError> {
     let refuse = |why: String| super::refuse(unit, format!("{name} {why}"));
     if entry_size == 0 || data.len() % entry_size != 0 {
         return Err(refuse(format!(
@@ -399,6 +403,7 @@ pub fn carried_entries(
     }
     let mut kept = Vec::new();
     let mut kept_relocs = Vec::new();
+    let mut moved = Vec::new();
     for (entry, bytes) in data.chunks_exact(entry_size).enumerate() {
         let start = (entry * entry_size) as u64;
         let end = start + entry_size as u64;
@@ -411,6 +416,7 @@ pub fn carried_entries(
             continue;
         }
         let new_start = kept.len() as u64;
+        moved.push((start, new_start));
         kept.extend_from_slice(bytes);
         kept_relocs.extend(
             relocs
@@ -419,7 +425,7 @@ pub fn carried_entries(
                 .map(|&(off, r_type, raw, addend)| (new_start + off - start, r_type, raw, addend)),
         );
     }
-    Ok((kept, kept_relocs))
+    Ok((kept, kept_relocs, moved))
 }
 
 /// An undefined global symbol: resolved by the link (stubs in main.c) or by
@@ -473,11 +479,12 @@ mod tests {
             reloc(16, 2),
             reloc(20, 9),
         ];
-        let (kept, kept_relocs) = carried_entries("u.o", "__x", &data, 8, &relocs, |r| {
+        let (kept, kept_relocs, moved) = carried_entries("u.o", "__x", &data, 8, &relocs, |r| {
             Ok(r.2 == SymbolIndex(2))
         })
         .unwrap();
         assert_eq!(kept, (8..24).collect::<Vec<u8>>());
+        assert_eq!(moved, [(8, 0), (16, 8)]);
         assert_eq!(
             kept_relocs,
             [reloc(0, 2), reloc(4, 9), reloc(8, 2), reloc(12, 9)]

@@ -117,7 +117,7 @@ fn dwarf_error(path: &Path, why: impl std::fmt::Display) -> CreateError {
     }
 }
 
-/// Whether the object at `path` has type information to compare.
+/// Whether the object file `data` has any DWARF (`.debug_info`).
 pub fn has_debug_info(data: &[u8]) -> bool {
     object::File::parse(data).is_ok_and(|file| {
         file.section_by_name(".debug_info")
