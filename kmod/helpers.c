@@ -548,6 +548,26 @@ u64 ksplice_helper_real_ns(void) { return ktime_get_real_ns(); }
 
 /* ---- shadow data: the API of <ksplice/patch.h>, implemented in shadow.rs ---- */
 
+/*
+ * The table's lock: IRQ-disabling, so any context may use the API. Here
+ * rather than the kernel crate's SpinLockIrq, which not every kernel
+ * ksplice.ko builds for has (Debian's 7.2 lacks it).
+ */
+static DEFINE_SPINLOCK(ksplice_shadow_lock);
+
+unsigned long ksplice_helper_shadow_lock(void)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&ksplice_shadow_lock, flags);
+	return flags;
+}
+
+void ksplice_helper_shadow_unlock(unsigned long flags)
+{
+	spin_unlock_irqrestore(&ksplice_shadow_lock, flags);
+}
+
 void *ksplice_shadow_get_rust(const void *obj, unsigned long id);
 void *ksplice_shadow_alloc_rust(const void *obj, unsigned long id, size_t size, bool can_sleep,
 				bool or_get);

@@ -108,4 +108,8 @@ int ksplice_helper_call_hook(unsigned long fn, bool returns_int);
 u64 ksplice_helper_ktime_ns(void);
 u64 ksplice_helper_real_ns(void);
 
+/* The shadow-data table's IRQ-disabling spinlock (shadow.rs). */
+unsigned long ksplice_helper_shadow_lock(void);
+void ksplice_helper_shadow_unlock(unsigned long flags);
+
 #endif

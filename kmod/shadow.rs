@@ -8,7 +8,10 @@
 //! context may use it; memory is allocated and freed outside the lock.
 //! Returned data stays valid until its owner frees it.
 
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
 
 use kernel::prelude::*;
 
@@ -74,9 +77,64 @@ impl Shadows {
     }
 }
 
-kernel::sync::global_lock! {
-    // SAFETY: Initialised in module init before any update can run.
-    pub(crate) unsafe(uninit) static SHADOW: SpinLockIrq<Shadows> = Shadows::new();
+extern "C" {
+    fn ksplice_helper_shadow_lock() -> usize;
+    fn ksplice_helper_shadow_unlock(flags: usize);
+}
+
+/// The table under helpers.c's IRQ-disabling spinlock (the kernel crate's
+/// `SpinLockIrq` is missing from some kernels ksplice.ko builds for, such
+/// as Debian's 7.2).
+struct ShadowLock(UnsafeCell<Shadows>);
+
+// SAFETY: The table is reached only through `lock()`, which holds the
+// spinlock for as long as the guard lives.
+unsafe impl Sync for ShadowLock {}
+
+static SHADOW: ShadowLock = ShadowLock(UnsafeCell::new(Shadows::new()));
+
+impl ShadowLock {
+    fn lock(&self) -> ShadowGuard<'_> {
+        // SAFETY: A plain spin_lock_irqsave on a static lock; the guard
+        // releases it with the flags returned.
+        let flags = unsafe { ksplice_helper_shadow_lock() };
+        ShadowGuard {
+            lock: self,
+            flags,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// Holds the shadow lock (with interrupts off) until dropped, on the CPU
+/// that took it.
+struct ShadowGuard<'a> {
+    lock: &'a ShadowLock,
+    flags: usize,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Deref for ShadowGuard<'_> {
+    type Target = Shadows;
+
+    fn deref(&self) -> &Shadows {
+        // SAFETY: The guard holds the lock, so no other reference exists.
+        unsafe { &*self.lock.0.get() }
+    }
+}
+
+impl DerefMut for ShadowGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Shadows {
+        // SAFETY: The guard holds the lock, so no other reference exists.
+        unsafe { &mut *self.lock.0.get() }
+    }
+}
+
+impl Drop for ShadowGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: This guard took the lock with these flags, on this CPU.
+        unsafe { ksplice_helper_shadow_unlock(self.flags) };
+    }
 }
 
 fn new_node(obj: usize, id: usize, size: usize, can_sleep: bool) -> Option<KBox<Node>> {
