@@ -66,9 +66,11 @@ vm-test: kmod cli updates test-modules deb
 stress-test: kmod cli updates test-modules
 	scripts/vm-test --stress
 
-# The VM harness's own kernel-log scanner, on sample logs.
+# The VM harness's own kernel-log scanner, on sample logs, and that every
+# script parses.
 harness-test:
 	tests/harness/test-kernel-log-scan.sh
+	tests/harness/test-scripts-parse.sh
 
 # The real-fix evaluation (scripts/eval-stable): the fixes of Debian's 7.2
 # stable releases, each created, applied, exercised and undone on the

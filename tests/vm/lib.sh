@@ -109,6 +109,7 @@ expect_klog() {
 $want
 --- got
 $got"
+}
 
 # Unpacks the package (/work/deb/ksplice_*.deb, from make deb) with
 # busybox's dpkg-deb and copies its files into /, as dpkg would install
