@@ -505,6 +505,8 @@ unsigned int ksplice_helper_num_online_cpus(void) { return num_online_cpus(); }
 int ksplice_helper_smp_processor_id(void) { return raw_smp_processor_id(); }
 struct task_struct *ksplice_helper_current(void) { return current; }
 struct task_struct *ksplice_helper_idle_task(int cpu) { return ks_idle_task(cpu); }
+unsigned long ksplice_helper_irq_save(void) { unsigned long f; local_irq_save(f); return f; }
+void ksplice_helper_irq_restore(unsigned long flags) { local_irq_restore(flags); }
 void ksplice_helper_rcu_read_lock(void) { rcu_read_lock(); }
 void ksplice_helper_rcu_read_unlock(void) { rcu_read_unlock(); }
 bool ksplice_helper_try_get_task_stack(struct task_struct *t) { return try_get_task_stack(t); }
