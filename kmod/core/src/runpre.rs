@@ -734,10 +734,11 @@ impl Walk<'_, '_, '_> {
         let lo = self.live_offset(o);
         let rest = self.live.get(lo..).unwrap_or(&[]);
         let live_insn = x86::decode(rest).ok();
-        let live = live_insn
-            .and_then(|l| rest.get(..l.size()))
+        let live = live_insn.and_then(|l| rest.get(..l.size())).unwrap_or(&[]);
+        let pre = self
+            .code
+            .get(o..o.saturating_add(insn.size()))
             .unwrap_or(&[]);
-        let pre = self.code.get(o..o.saturating_add(insn.size())).unwrap_or(&[]);
         let differs = || {
             mismatch(
                 o,
@@ -1111,7 +1112,8 @@ pub fn match_function<S: Sink>(
         let fields = take_fields(&mut relocs, o, &insn)?;
         let form = code.get(o..end).and_then(|b| branch_form(b, &insn));
         let patched = |(r, _): &(RelocRec, RelocKind)| {
-            !walk.is_section(r.symbol) && Patched::of_symbol(payload.symbol_name(r.symbol)).is_some()
+            !walk.is_section(r.symbol)
+                && Patched::of_symbol(payload.symbol_name(r.symbol)).is_some()
         };
         match form {
             Some(form) if !fields.iter().flatten().any(patched) => {
@@ -1803,10 +1805,7 @@ mod tests {
             (m.offset, m.reason)
         };
         assert_eq!(offset, 0x65);
-        assert!(
-            matches!(why, MismatchReason::BranchTarget { .. }),
-            "{why}"
-        );
+        assert!(matches!(why, MismatchReason::BranchTarget { .. }), "{why}");
     }
 
     #[test]
@@ -2786,9 +2785,7 @@ mod tests {
 
     /// `endbr; nop5 (fentry); mov %rdi,%rax; 5 bytes ...`, the prologue
     /// the relaxation tests share; the window ends at 12.
-    const PROLOGUE: [u8; 12] = [
-        0xf3, 0x0f, 0x1e, 0xfa, 0xe8, 0, 0, 0, 0, 0x48, 0x89, 0xf8,
-    ];
+    const PROLOGUE: [u8; 12] = [0xf3, 0x0f, 0x1e, 0xfa, 0xe8, 0, 0, 0, 0, 0x48, 0x89, 0xf8];
 
     fn relaxed_payload(tail: &[u8], relocs: &[R<'_>]) -> Vec<u8> {
         let mut code = PROLOGUE.to_vec();
@@ -2815,7 +2812,10 @@ mod tests {
         live.resize(PROLOGUE.len() + tail.len(), 0xcc);
         let (result, seen) = run(&p, ADDR, &live);
         assert_eq!(result, Ok(()));
-        assert!(seen.infers.contains(&("helper".to_string(), helper, 17)), "{seen:?}");
+        assert!(
+            seen.infers.contains(&("helper".to_string(), helper, 17)),
+            "{seen:?}"
+        );
     }
 
     #[test]
@@ -2856,7 +2856,9 @@ mod tests {
     #[test]
     fn a_short_branch_inside_the_trampoline_window_is_refused() {
         // endbr; fentry; jmp rel32 other: the jmp is the trampoline's site.
-        let code = [0xf3, 0x0f, 0x1e, 0xfa, 0xe8, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0, 0xc3];
+        let code = [
+            0xf3, 0x0f, 0x1e, 0xfa, 0xe8, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0, 0xc3,
+        ];
         let p = build(&code, &[branch(5, "__fentry__"), branch(10, "other")], &[]);
         let mut live = code[..9].to_vec();
         live[4..9].copy_from_slice(&x86::NOP5);
@@ -2887,6 +2889,9 @@ mod tests {
         let tail = [0x0f, 0x85, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0, 0xc3];
         let p = relaxed_payload(&tail, &[branch(14, "a"), branch(19, "b")]);
         let payload = Payload::parse(&p).unwrap();
-        assert_eq!(shortest_live_len(&payload, 0), (PROLOGUE.len() + tail.len() - 4 - 3) as u32);
+        assert_eq!(
+            shortest_live_len(&payload, 0),
+            (PROLOGUE.len() + tail.len() - 4 - 3) as u32
+        );
     }
 }
