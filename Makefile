@@ -75,9 +75,11 @@ vm-test: kmod cli updates test-modules deb
 stress-test: kmod cli updates test-modules
 	scripts/vm-test --stress
 
-# The VM harness's own kernel-log scanner, on sample logs.
+# The VM harness's own kernel-log scanner, on sample logs, and that every
+# script parses.
 harness-test:
 	tests/harness/test-kernel-log-scan.sh
+	tests/harness/test-scripts-parse.sh
 
 # Debian's stock kernel (KERNEL_SOURCE=debian, default 7.2.9 cloud-amd64)
 # boots, loads ksplice.ko and takes a real stable fix (scripts/debian-smoke).

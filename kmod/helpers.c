@@ -505,6 +505,8 @@ unsigned int ksplice_helper_num_online_cpus(void) { return num_online_cpus(); }
 int ksplice_helper_smp_processor_id(void) { return raw_smp_processor_id(); }
 struct task_struct *ksplice_helper_current(void) { return current; }
 struct task_struct *ksplice_helper_idle_task(int cpu) { return ks_idle_task(cpu); }
+unsigned long ksplice_helper_irq_save(void) { unsigned long f; local_irq_save(f); return f; }
+void ksplice_helper_irq_restore(unsigned long flags) { local_irq_restore(flags); }
 void ksplice_helper_rcu_read_lock(void) { rcu_read_lock(); }
 void ksplice_helper_rcu_read_unlock(void) { rcu_read_unlock(); }
 bool ksplice_helper_try_get_task_stack(struct task_struct *t) { return try_get_task_stack(t); }
@@ -547,26 +549,6 @@ u64 ksplice_helper_ktime_ns(void) { return ktime_get_ns(); }
 u64 ksplice_helper_real_ns(void) { return ktime_get_real_ns(); }
 
 /* ---- shadow data: the API of <ksplice/patch.h>, implemented in shadow.rs ---- */
-
-/*
- * The table's lock: IRQ-disabling, so any context may use the API. Here
- * rather than the kernel crate's SpinLockIrq, which not every kernel
- * ksplice.ko builds for has (Debian's 7.2 lacks it).
- */
-static DEFINE_SPINLOCK(ksplice_shadow_lock);
-
-unsigned long ksplice_helper_shadow_lock(void)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave(&ksplice_shadow_lock, flags);
-	return flags;
-}
-
-void ksplice_helper_shadow_unlock(unsigned long flags)
-{
-	spin_unlock_irqrestore(&ksplice_shadow_lock, flags);
-}
 
 void *ksplice_shadow_get_rust(const void *obj, unsigned long id);
 void *ksplice_shadow_alloc_rust(const void *obj, unsigned long id, size_t size, bool can_sleep,

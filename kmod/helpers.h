@@ -90,6 +90,8 @@ int ksplice_helper_smp_processor_id(void);
 void *ksplice_helper_per_cpu_ptr(unsigned long addr, int cpu);
 struct task_struct *ksplice_helper_current(void);
 struct task_struct *ksplice_helper_idle_task(int cpu);
+unsigned long ksplice_helper_irq_save(void);
+void ksplice_helper_irq_restore(unsigned long flags);
 void ksplice_helper_rcu_read_lock(void);
 void ksplice_helper_rcu_read_unlock(void);
 bool ksplice_helper_try_get_task_stack(struct task_struct *t);
@@ -107,9 +109,5 @@ int ksplice_helper_call_hook(unsigned long fn, bool returns_int);
 /* Time */
 u64 ksplice_helper_ktime_ns(void);
 u64 ksplice_helper_real_ns(void);
-
-/* The shadow-data table's IRQ-disabling spinlock (shadow.rs). */
-unsigned long ksplice_helper_shadow_lock(void);
-void ksplice_helper_shadow_unlock(unsigned long flags);
 
 #endif

@@ -141,6 +141,7 @@ impl kernel::InPlaceModule for KspliceModule {
         unsafe {
             REGISTRY.init();
             OPERATION.init();
+            shadow::SHADOW.init();
         };
         THIS_MODULE_PTR.store(module.as_ptr(), Ordering::Relaxed);
         let kernel = sys::init_kallsyms()

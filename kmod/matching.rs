@@ -325,6 +325,8 @@ fn match_one(
     if let Some(inferred) = known.get(f.symbol) {
         candidates.retain(|&mut a| a == inferred);
     }
+    // kbuild's object may have short branches where the pre code's are near.
+    let shortest = u64::from(runpre::shortest_live_len(payload, index));
     let mut live = KVVec::with_capacity(f.code_len as usize, GFP_KERNEL)?;
     live.resize(f.code_len as usize, 0, GFP_KERNEL)?;
     let mut buf = sys::symbol_buffer();
@@ -335,7 +337,7 @@ fn match_one(
         let sprinted = sys::symbol_at(addr, &mut buf);
         // kallsyms named `addr` `name`; it may print an alias. Its sizes run
         // to the next symbol, so they include alignment padding.
-        if !starts_symbol(sprinted) || !sprinted_size(sprinted).is_some_and(|s| s >= code_len) {
+        if !starts_symbol(sprinted) || !sprinted_size(sprinted).is_some_and(|s| s >= shortest) {
             continue;
         }
         // A kprobe's int3 or jmp is not the kernel's code: name it rather
@@ -414,12 +416,12 @@ fn match_one(
             None => match targets.module(object) {
                 Some(m) => refuse!(
                     Abort::NoMatch,
-                    "{name}: no candidate of at least {code_len} bytes in module {}",
+                    "{name}: no candidate of at least {shortest} bytes in module {}",
                     core::str::from_utf8(m.name()).unwrap_or("?")
                 ),
                 None => refuse!(
                     Abort::NoMatch,
-                    "{name}: no candidate of at least {code_len} bytes in the running kernel"
+                    "{name}: no candidate of at least {shortest} bytes in the running kernel"
                 ),
             },
         },

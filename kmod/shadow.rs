@@ -8,10 +8,7 @@
 //! context may use it; memory is allocated and freed outside the lock.
 //! Returned data stays valid until its owner frees it.
 
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::marker::PhantomData;
-use core::ops::{Deref, DerefMut};
 
 use kernel::prelude::*;
 
@@ -77,64 +74,17 @@ impl Shadows {
     }
 }
 
-extern "C" {
-    fn ksplice_helper_shadow_lock() -> usize;
-    fn ksplice_helper_shadow_unlock(flags: usize);
+kernel::sync::global_lock! {
+    // SAFETY: Initialised in module init before any update can run.
+    pub(crate) unsafe(uninit) static SHADOW: SpinLock<Shadows> = Shadows::new();
 }
 
-/// The table under helpers.c's IRQ-disabling spinlock (the kernel crate's
-/// `SpinLockIrq` is missing from some kernels ksplice.ko builds for, such
-/// as Debian's 7.2).
-struct ShadowLock(UnsafeCell<Shadows>);
-
-// SAFETY: The table is reached only through `lock()`, which holds the
-// spinlock for as long as the guard lives.
-unsafe impl Sync for ShadowLock {}
-
-static SHADOW: ShadowLock = ShadowLock(UnsafeCell::new(Shadows::new()));
-
-impl ShadowLock {
-    fn lock(&self) -> ShadowGuard<'_> {
-        // SAFETY: A plain spin_lock_irqsave on a static lock; the guard
-        // releases it with the flags returned.
-        let flags = unsafe { ksplice_helper_shadow_lock() };
-        ShadowGuard {
-            lock: self,
-            flags,
-            _not_send: PhantomData,
-        }
-    }
-}
-
-/// Holds the shadow lock (with interrupts off) until dropped, on the CPU
-/// that took it.
-struct ShadowGuard<'a> {
-    lock: &'a ShadowLock,
-    flags: usize,
-    _not_send: PhantomData<*mut ()>,
-}
-
-impl Deref for ShadowGuard<'_> {
-    type Target = Shadows;
-
-    fn deref(&self) -> &Shadows {
-        // SAFETY: The guard holds the lock, so no other reference exists.
-        unsafe { &*self.lock.0.get() }
-    }
-}
-
-impl DerefMut for ShadowGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Shadows {
-        // SAFETY: The guard holds the lock, so no other reference exists.
-        unsafe { &mut *self.lock.0.get() }
-    }
-}
-
-impl Drop for ShadowGuard<'_> {
-    fn drop(&mut self) {
-        // SAFETY: This guard took the lock with these flags, on this CPU.
-        unsafe { ksplice_helper_shadow_unlock(self.flags) };
-    }
+/// Runs `f` on the table under its lock, with interrupts off: patched code
+/// may call the shadow API from interrupt context.
+fn with_table<R>(f: impl FnOnce(&mut Shadows) -> R) -> R {
+    let _irqs = crate::sys::IrqsOff::new();
+    let mut table = SHADOW.lock();
+    f(&mut table)
 }
 
 fn new_node(obj: usize, id: usize, size: usize, can_sleep: bool) -> Option<KBox<Node>> {
@@ -154,10 +104,7 @@ fn new_node(obj: usize, id: usize, size: usize, can_sleep: bool) -> Option<KBox<
 
 #[no_mangle]
 extern "C" fn ksplice_shadow_get_rust(obj: *const c_void, id: usize) -> *mut c_void {
-    SHADOW
-        .lock()
-        .find(obj as usize, id)
-        .unwrap_or(core::ptr::null_mut())
+    with_table(|t| t.find(obj as usize, id)).unwrap_or(core::ptr::null_mut())
 }
 
 #[no_mangle]
@@ -169,20 +116,21 @@ extern "C" fn ksplice_shadow_alloc_rust(
     or_get: bool,
 ) -> *mut c_void {
     let obj = obj as usize;
-    if let Some(data) = SHADOW.lock().find(obj, id) {
+    if let Some(data) = with_table(|t| t.find(obj, id)) {
         return if or_get { data } else { core::ptr::null_mut() };
     }
     let Some(node) = new_node(obj, id, size, can_sleep) else {
         return core::ptr::null_mut();
     };
-    let mut table = SHADOW.lock();
-    // Another CPU may have attached one meanwhile.
-    if let Some(data) = table.find(obj, id) {
-        drop(table);
-        drop(node);
-        return if or_get { data } else { core::ptr::null_mut() };
+    // Another CPU may have attached one meanwhile; then `node` is dropped
+    // here, outside the lock.
+    match with_table(|t| match t.find(obj, id) {
+        Some(data) => Err((data, node)),
+        None => Ok(t.insert(node)),
+    }) {
+        Ok(data) => data,
+        Err((data, _node)) => if or_get { data } else { core::ptr::null_mut() },
     }
-    table.insert(node)
 }
 
 type Dtor = Option<unsafe extern "C" fn(*const c_void, *mut c_void)>;
@@ -201,18 +149,18 @@ fn destroy(mut chain: Option<KBox<Node>>, dtor: Dtor) {
 #[no_mangle]
 extern "C" fn ksplice_shadow_free_rust(obj: *const c_void, id: usize, dtor: Dtor) {
     let obj = obj as usize;
-    let taken = SHADOW.lock().take(|n| n.obj != obj || n.id != id);
+    let taken = with_table(|t| t.take(|n| n.obj != obj || n.id != id));
     destroy(taken, dtor);
 }
 
 #[no_mangle]
 extern "C" fn ksplice_shadow_free_all_rust(id: usize, dtor: Dtor) {
-    let taken = SHADOW.lock().take(|n| n.id != id);
+    let taken = with_table(|t| t.take(|n| n.id != id));
     destroy(taken, dtor);
 }
 
 /// Frees everything (module unload: no update can use the API any more).
 pub(crate) fn free_everything() {
-    let taken = SHADOW.lock().take(|_| false);
+    let taken = with_table(|t| t.take(|_| false));
     destroy(taken, None);
 }

@@ -76,6 +76,8 @@ extern "C" {
         data: *mut c_void,
     ) -> c_int;
     fn ksplice_helper_sync_core();
+    fn ksplice_helper_irq_save() -> core::ffi::c_ulong;
+    fn ksplice_helper_irq_restore(flags: core::ffi::c_ulong);
     fn ksplice_helper_register_int3() -> c_int;
     fn ksplice_helper_unregister_int3();
     fn ksplice_helper_get_kprobe(addr: u64) -> *mut c_void;
@@ -740,6 +742,25 @@ pub(crate) fn thread_size() -> u64 {
 }
 
 /// Holds `rcu_read_lock` (the task list may change but not be freed).
+/// Interrupts off on this CPU (`local_irq_save`); restored on drop. With
+/// a plain spinlock inside, it is `spin_lock_irqsave`, which kernels before
+/// 7.3 offer Rust no global lock for.
+pub(crate) struct IrqsOff(core::ffi::c_ulong);
+
+impl IrqsOff {
+    pub(crate) fn new() -> Self {
+        // SAFETY: Restored on drop, on this CPU (the guard is not Send).
+        Self(unsafe { ksplice_helper_irq_save() })
+    }
+}
+
+impl Drop for IrqsOff {
+    fn drop(&mut self) {
+        // SAFETY: The flags `new` saved on this CPU.
+        unsafe { ksplice_helper_irq_restore(self.0) }
+    }
+}
+
 pub(crate) struct RcuReadLock(());
 
 impl RcuReadLock {

@@ -34,6 +34,11 @@ pub fn init_logging(verbose: u8) {
 pub fn finish(tool: &str, result: Result<ExitStatus, Error>) -> std::process::ExitCode {
     match result {
         Ok(status) => status.into(),
+        // The reader stopped reading (`ksplice-view | head`): as ripgrep
+        // does, end quietly; nothing was left half-done.
+        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitStatus::Success.into()
+        }
         Err(error) => {
             eprintln!("{tool}: {error}");
             if let Some(hint) = error.hint() {

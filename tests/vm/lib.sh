@@ -94,7 +94,7 @@ klog_since_mark() { dmesg | tail -n +$(($(cat /tmp/klog.mark 2>/dev/null || echo
 # The ksplice: lines of the kernel log since the mark, without timestamps,
 # with pauses and addresses normalised (pause N ns, 0x...).
 klog_transcript() {
-    klog_since_mark | sed -n 's/^\[[^]]*\] //; /^ksplice: /p' \
+    klog_since_mark | sed -n 's/^\[[^]]*\] //; /taints kernel\|module verification failed/d; /^ksplice: /p' \
         | sed -E 's/pause [0-9]+ ns/pause N ns/g; s/0x[0-9a-f]+/0x.../g; s/pid [0-9]+/pid N/g'
 }
 
@@ -109,6 +109,7 @@ expect_klog() {
 $want
 --- got
 $got"
+}
 
 # Unpacks the package (/work/deb/ksplice_*.deb, from make deb) with
 # busybox's dpkg-deb and copies its files into /, as dpkg would install

@@ -11,7 +11,8 @@ echo "$out" | grep -q '2 function(s) of module ksplice_target pending: patched w
 expect_applied test-mod
 ksplice-view test-mod | grep -q 'replaces ksplice_target_answer (ksplice_target), pending: patched when ksplice_target loads' \
     || fail "view does not show the pending function: $(ksplice-view test-mod)"
-ksplice-view --json | grep -q '"pending": \[' || fail "JSON lacks pending"
+json=$(ksplice-view --json) || fail "ksplice-view --json failed"
+echo "$json" | grep -q '"pending": \[' || fail "JSON lacks pending: $json"
 load_target
 [ "$(target_answer)" = patched ] || fail "the module loaded unpatched: $(target_answer)"
 ksplice-view test-mod | grep -q 'pending' && fail "still pending after the load: $(ksplice-view test-mod)"

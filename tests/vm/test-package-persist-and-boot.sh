@@ -37,8 +37,8 @@ echo "$json" | grep -q '"description": "/proc/loadavg ends in ksplice2"' || fail
 expect_applied test-sd test-sh
 
 # A reboot, as far as the kernel knows: no updates, no ksplice.ko.
-ksplice-undo test-sh || fail "undo test-sh"
-ksplice-undo test-sd || fail "undo test-sd"
+ksplice-undo --unload test-sh || fail "undo test-sh"
+ksplice-undo --unload test-sd || fail "undo test-sd"
 rmmod ksplice || fail "rmmod ksplice"
 ! grep -q ksplice /proc/loadavg || fail "/proc/loadavg still patched"
 # An update stored while another build of this release ran (a copy of

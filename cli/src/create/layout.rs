@@ -47,6 +47,16 @@ pub struct Report {
     pub elapsed: std::time::Duration,
 }
 
+impl Report {
+    /// Adds the findings of a check of more objects.
+    pub fn absorb(&mut self, other: Report) {
+        self.renames.extend(other.renames);
+        self.compared += other.compared;
+        self.analysis_compiles += other.analysis_compiles;
+        self.elapsed += other.elapsed;
+    }
+}
+
 /// Compares the type layouts `units` use before and after the patch.
 /// `pre_overlay` and `overlay` are the source overlays of the pre and post
 /// builds, for the analysis compiles.

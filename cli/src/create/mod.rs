@@ -355,10 +355,12 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         affected[o.as_str()].because.contains(&source)
     });
     let mut units = Vec::new();
+    let mut layout = layout::Report::default();
     for batch in [direct, includers] {
         if batch.is_empty() {
             continue;
         }
+        let batch_start = units.len();
         let started = Instant::now();
         let jobs: Vec<Job> = batch.iter().flat_map(|o| both(o, Step::Compile)).collect();
         compile::run_all(
@@ -397,10 +399,19 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
             });
         }
         timings.compare += started.elapsed();
+        // Per batch, so a header's layout change is refused once the
+        // changed .c files show it, before its includers compile. Before
+        // changed initial values: those are often a layout change's
+        // symptom (an `offsetof` in a table), and the type says more.
+        let found = layout::check(
+            &tree,
+            req,
+            &units[batch_start..],
+            pre_overlay.as_deref(),
+            &overlay,
+        )?;
+        layout.absorb(found);
     }
-    // Before changed initial values: those are often a layout change's
-    // symptom (an `offsetof` in a table), and the type says more.
-    let layout = layout::check(&tree, req, &units, pre_overlay.as_deref(), &overlay)?;
     // A changed initial value is live data the new code cannot reach by
     // copying; the patch's apply hook must write it and its undo hook
     // restore it.

@@ -288,6 +288,13 @@ pub enum MismatchReason {
     NotAThunk { target: u64 },
     /// For sinks: any other refusal.
     Rejected(&'static str),
+    /// The live instruction is not the pre code's branch, short or near.
+    BranchDiffers { pre: Bytes, live: Bytes },
+    /// A branch inside the function reaches, live, another place than the
+    /// one its pre target moved to (live offsets from the function's start).
+    BranchTarget { expected: u32, live: u32 },
+    /// More branches are shorter live than [`MAX_RELAXED`].
+    TooManyRelaxed,
 }
 
 /// Where and why the live code differs from the pre code.
@@ -345,6 +352,17 @@ impl fmt::Display for MismatchReason {
                 )
             }
             Self::Rejected(why) => f.write_str(why),
+            Self::BranchDiffers { pre, live } => {
+                write!(f, "live {live} is not the branch {pre}, short or near")
+            }
+            Self::BranchTarget { expected, live } => write!(
+                f,
+                "a branch reaches +{live:#x} live, not +{expected:#x}, where its pre target is"
+            ),
+            Self::TooManyRelaxed => write!(
+                f,
+                "more than {MAX_RELAXED} branches are shorter live than in the pre code"
+            ),
         }
     }
 }
@@ -413,6 +431,97 @@ fn is_branch_field(insn: &Insn, rel: usize) -> bool {
         .is_some_and(|f| usize::from(f.offset) == rel && usize::from(f.size) == REL32)
 }
 
+/// A relative branch the assembler encodes short (`rel8`) when its target
+/// is near and in the same section, else near (`rel32`): `jmp` or `jcc`
+/// with its condition, without prefixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Branch {
+    Jmp,
+    Jcc(u8),
+}
+
+fn branch_form(bytes: &[u8], insn: &Insn) -> Option<Branch> {
+    if insn.opcode_offset != 0 || insn.branch.is_none() {
+        return None;
+    }
+    match bytes {
+        [JMP_REL8, _] | [JMP_REL32, _, _, _, _] => Some(Branch::Jmp),
+        [cc @ 0x70..=0x7f, _] => Some(Branch::Jcc(cc & 0x0f)),
+        [0x0f, cc @ 0x80..=0x8f, _, _, _, _] => Some(Branch::Jcc(cc & 0x0f)),
+        _ => None,
+    }
+}
+
+/// The most branches of one function that may be shorter live than in the
+/// pre code.
+pub const MAX_RELAXED: usize = 64;
+
+/// Where the live code runs shorter than the pre code. The pre code is
+/// compiled with `-ffunction-sections`, so a branch to another function (a
+/// tail call to a neighbouring static function, say) is always `rel32`
+/// there, while kbuild's object, with every function in one `.text`, lets
+/// the assembler use `rel8` when the target is near; every later offset
+/// then moves. Each entry: a pre offset, and the bytes the instruction
+/// starting there is shorter live.
+struct Shifts {
+    at: [(u32, u8); MAX_RELAXED],
+    n: usize,
+    total: usize,
+}
+
+impl Shifts {
+    const fn new() -> Self {
+        Self {
+            at: [(0, 0); MAX_RELAXED],
+            n: 0,
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, o: usize, by: usize) -> Result<(), Mismatch> {
+        let slot = self
+            .at
+            .get_mut(self.n)
+            .ok_or(mismatch(o, MismatchReason::TooManyRelaxed))?;
+        *slot = (at(o), u8::try_from(by).unwrap_or(u8::MAX));
+        self.n = self.n.saturating_add(1);
+        self.total = self.total.saturating_add(by);
+        Ok(())
+    }
+
+    /// How much earlier the pre offset `o` (an instruction boundary) is live.
+    fn before(&self, o: usize) -> usize {
+        self.at
+            .get(..self.n)
+            .unwrap_or(&[])
+            .iter()
+            .filter(|(start, _)| (*start as usize) < o)
+            .map(|(_, by)| usize::from(*by))
+            .sum()
+    }
+}
+
+/// The fewest bytes the live function can have: the pre code with every
+/// near `jmp` and `jcc` short.
+pub fn shortest_live_len(payload: &Payload<'_>, function: u32) -> u32 {
+    let Some(f) = payload.functions.get(function) else {
+        return 0;
+    };
+    let code = payload.code(&f);
+    let mut o = 0usize;
+    let mut saved = 0usize;
+    while let Some(Ok(insn)) = code.get(o..).filter(|r| !r.is_empty()).map(x86::decode) {
+        let end = o.saturating_add(insn.size());
+        if let Some(bytes) = code.get(o..end) {
+            if branch_form(bytes, &insn).is_some() {
+                saved = saved.saturating_add(insn.size().saturating_sub(2));
+            }
+        }
+        o = end;
+    }
+    at(code.len().saturating_sub(saved))
+}
+
 /// Whether `bytes` decode as NOP instructions exactly filling them.
 fn all_nops(bytes: &[u8]) -> bool {
     let mut pos = 0usize;
@@ -476,6 +585,8 @@ struct Walk<'p, 'a, 'l> {
     code: &'a [u8],
     live: &'l [u8],
     addr: u64,
+    /// How much earlier than the pre offset the live code is here.
+    shift: usize,
 }
 
 /// What a jump-label site check decided.
@@ -491,11 +602,17 @@ impl Walk<'_, '_, '_> {
         x86::decode(rest).map_err(|e| mismatch(o, MismatchReason::PreUndecodable(e)))
     }
 
-    /// The pre and live bytes of `[o, o + n)`.
+    /// The live offset of pre offset `o`.
+    fn live_offset(&self, o: usize) -> usize {
+        o.saturating_sub(self.shift)
+    }
+
+    /// The pre bytes of `[o, o + n)` and the live bytes at the same place.
     fn bytes(&self, o: usize, n: usize) -> Result<(&[u8], &[u8]), Mismatch> {
         let end = o.saturating_add(n);
         let pre = self.code.get(o..end);
-        let live = self.live.get(o..end);
+        let lo = self.live_offset(o);
+        let live = self.live.get(lo..lo.saturating_add(n));
         match (pre, live) {
             (Some(pre), Some(live)) => Ok((pre, live)),
             _ => Err(mismatch(
@@ -516,7 +633,7 @@ impl Walk<'_, '_, '_> {
             .and_then(|b| <[u8; REL32]>::try_from(b).ok())
             .map_or(0, i32::from_le_bytes);
         self.addr
-            .wrapping_add(o as u64)
+            .wrapping_add(self.live_offset(o) as u64)
             .wrapping_add(n as u64)
             .wrapping_add(i64::from(rel) as u64)
     }
@@ -592,17 +709,82 @@ impl Walk<'_, '_, '_> {
             {
                 continue;
             }
+            let lo = self.live_offset(r.offset as usize);
             let value = kind
-                .infer(
-                    self.live,
-                    r.offset as usize,
-                    r.addend,
-                    self.addr.wrapping_add(u64::from(r.offset)),
-                )
+                .infer(self.live, lo, r.addend, self.addr.wrapping_add(lo as u64))
                 .map_err(|e| Mismatch::new(r.offset, MismatchReason::Reloc(e)))?;
             sink.infer(r.symbol, value, r.offset)?;
         }
         Ok(())
+    }
+
+    /// A `jmp` or `jcc` of the pre code (`form`), which may be short live.
+    /// With a relocation (to another function): the live branch, of either
+    /// length, gives the symbol. Without one (inside the function): the
+    /// target is checked once every shift is known ([`check_targets`]).
+    /// Returns how many bytes shorter the live branch is.
+    fn branch<S: Sink>(
+        &self,
+        o: usize,
+        insn: &Insn,
+        form: Branch,
+        fields: &Fields,
+        sink: &mut S,
+    ) -> Result<usize, Mismatch> {
+        let lo = self.live_offset(o);
+        let rest = self.live.get(lo..).unwrap_or(&[]);
+        let live_insn = x86::decode(rest).ok();
+        let live = live_insn.and_then(|l| rest.get(..l.size())).unwrap_or(&[]);
+        let pre = self
+            .code
+            .get(o..o.saturating_add(insn.size()))
+            .unwrap_or(&[]);
+        let differs = || {
+            mismatch(
+                o,
+                MismatchReason::BranchDiffers {
+                    pre: Bytes::new(pre),
+                    live: Bytes::new(live),
+                },
+            )
+        };
+        let live_insn = live_insn
+            .filter(|l| branch_form(live, l) == Some(form))
+            .ok_or_else(differs)?;
+        let shorter = insn
+            .size()
+            .checked_sub(live_insn.size())
+            .ok_or_else(differs)?;
+        match fields {
+            [None, None] => Ok(shorter),
+            [Some(field), None] if shorter == 0 => {
+                self.relocated(o, insn, &[Some(*field), None], sink)?;
+                Ok(0)
+            }
+            [Some((r, kind)), None] => {
+                let rel = (r.offset as usize).saturating_sub(o);
+                let relaxable = is_branch_field(insn, rel)
+                    && matches!(kind, RelocKind::Pc32 | RelocKind::Plt32)
+                    && (self.is_section(r.symbol)
+                        || Patched::of_symbol(self.payload.symbol_name(r.symbol)).is_none());
+                if !relaxable {
+                    return Err(differs());
+                }
+                if !self.is_section(r.symbol) {
+                    // A near branch reaches S + A + 4 (its field ends the
+                    // instruction); the short one says where that is.
+                    let target = live_insn
+                        .branch_target(self.addr.wrapping_add(lo as u64))
+                        .ok_or_else(differs)?;
+                    let value = target
+                        .wrapping_sub(r.addend as u64)
+                        .wrapping_sub(REL32 as u64);
+                    sink.infer(r.symbol, value, r.offset)?;
+                }
+                Ok(shorter)
+            }
+            _ => Err(differs()),
+        }
     }
 
     /// Matches a call or jump to a runtime-patched symbol. `Ok(false)`: not
@@ -874,16 +1056,22 @@ pub fn match_function<S: Sink>(
             },
         ));
     }
-    let walk = Walk {
+    let mut walk = Walk {
         payload,
         code,
         live,
         addr,
+        shift: 0,
     };
+    let mut shifts = Shifts::new();
+    // The trampoline's bytes are found at pre offsets: nothing may move
+    // before they end.
+    let fixed = trampoline_window(payload, function).map_or(0, |w| w.end as usize);
     let mut relocs = payload.relocs(&f).peekable();
     let mut sites = payload.sites_of(function).peekable();
     let mut o = 0usize;
     while o < code.len() {
+        walk.shift = shifts.total;
         let insn = walk.decode_pre(o)?;
         let end = o.saturating_add(insn.size());
         if let Some(site) = sites.peek().copied() {
@@ -922,13 +1110,33 @@ pub fn match_function<S: Sink>(
             }
         }
         let fields = take_fields(&mut relocs, o, &insn)?;
-        if matches!(fields, [Some(_), _]) {
-            walk.relocated(o, &insn, &fields, sink)?;
-        } else {
-            walk.plain(o, &insn)?;
+        let form = code.get(o..end).and_then(|b| branch_form(b, &insn));
+        let patched = |(r, _): &(RelocRec, RelocKind)| {
+            !walk.is_section(r.symbol)
+                && Patched::of_symbol(payload.symbol_name(r.symbol)).is_some()
+        };
+        match form {
+            Some(form) if !fields.iter().flatten().any(patched) => {
+                let shorter = walk.branch(o, &insn, form, &fields, sink)?;
+                if shorter > 0 {
+                    if o < fixed {
+                        return Err(mismatch(
+                            o,
+                            MismatchReason::UnsupportedSite {
+                                what: Patched::Fentry,
+                                why: "a branch in the trampoline's bytes is shorter live",
+                            },
+                        ));
+                    }
+                    shifts.push(o, shorter)?;
+                }
+            }
+            _ if matches!(fields, [Some(_), _]) => walk.relocated(o, &insn, &fields, sink)?,
+            _ => walk.plain(o, &insn)?,
         }
         o = end;
     }
+    check_targets(payload, function, &f, code, live, &shifts)?;
     // The parser keeps both inside the function; this is belt and braces.
     if let Some(r) = relocs.next() {
         return Err(Mismatch::new(
@@ -941,6 +1149,77 @@ pub fn match_function<S: Sink>(
             s.offset,
             MismatchReason::BadSite("site outside the instructions"),
         ));
+    }
+    Ok(())
+}
+
+/// Every `jmp` and `jcc` inside the function (no relocation) reaches, live,
+/// the place its pre target moved to: with shifts, a displacement differs
+/// from the pre code's, so it is compared by where it lands. The walk has
+/// checked that each such live instruction is the same branch.
+fn check_targets(
+    payload: &Payload<'_>,
+    function: u32,
+    f: &FunctionRec,
+    code: &[u8],
+    live: &[u8],
+    shifts: &Shifts,
+) -> Result<(), Mismatch> {
+    let mut relocs = payload.relocs(f).peekable();
+    let mut sites = payload.sites_of(function).peekable();
+    let mut o = 0usize;
+    while o < code.len() {
+        let insn = x86::decode(code.get(o..).unwrap_or(&[]))
+            .map_err(|e| mismatch(o, MismatchReason::PreUndecodable(e)))?;
+        let end = o.saturating_add(insn.size());
+        // Alternatives are whatever boot chose; their bytes are not compared.
+        if let Some(site) = sites.peek().copied() {
+            let start = site.offset as usize;
+            if start < end {
+                sites.next();
+                if SiteKind::from_u8(site.kind) == Some(SiteKind::Alternative) {
+                    o = start.saturating_add(usize::from(site.len)).max(end);
+                    continue;
+                }
+            }
+        }
+        let mut relocated = false;
+        while relocs.peek().is_some_and(|r| (r.offset as usize) < end) {
+            relocs.next();
+            relocated = true;
+        }
+        let form = code.get(o..end).and_then(|b| branch_form(b, &insn));
+        if let (Some(form), false) = (form, relocated) {
+            let lo = o.saturating_sub(shifts.before(o));
+            let rest = live.get(lo..).unwrap_or(&[]);
+            // A jump-label site may be a NOP live: the walk accepted that.
+            if let Ok(l) = x86::decode(rest) {
+                let same = rest.get(..l.size()).and_then(|b| branch_form(b, &l)) == Some(form);
+                if same {
+                    let pre_target = insn.branch_target(o as u64).unwrap_or(0) as i64;
+                    let live_target = l.branch_target(lo as u64).unwrap_or(0) as i64;
+                    let inside = usize::try_from(pre_target).is_ok_and(|t| t <= code.len());
+                    let want = if inside {
+                        let t = pre_target as usize;
+                        t.saturating_sub(shifts.before(t)) as i64
+                    } else {
+                        // Leaving the function without a relocation: only
+                        // where nothing moved.
+                        pre_target - shifts.total as i64
+                    };
+                    if live_target != want || (!inside && shifts.total > 0) {
+                        return Err(mismatch(
+                            o,
+                            MismatchReason::BranchTarget {
+                                expected: u32::try_from(want).unwrap_or(u32::MAX),
+                                live: u32::try_from(live_target).unwrap_or(u32::MAX),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        o = end;
     }
     Ok(())
 }
@@ -1526,7 +1805,7 @@ mod tests {
             (m.offset, m.reason)
         };
         assert_eq!(offset, 0x65);
-        assert!(matches!(why, MismatchReason::BytesDiffer { .. }), "{why}");
+        assert!(matches!(why, MismatchReason::BranchTarget { .. }), "{why}");
     }
 
     #[test]
@@ -2502,5 +2781,117 @@ mod tests {
         }
         assert!(parsed > 0);
         eprintln!("runpre pre fuzz: {} inputs, {parsed} parsed", fuzz_iters());
+    }
+
+    /// `endbr; nop5 (fentry); mov %rdi,%rax; 5 bytes ...`, the prologue
+    /// the relaxation tests share; the window ends at 12.
+    const PROLOGUE: [u8; 12] = [0xf3, 0x0f, 0x1e, 0xfa, 0xe8, 0, 0, 0, 0, 0x48, 0x89, 0xf8];
+
+    fn relaxed_payload(tail: &[u8], relocs: &[R<'_>]) -> Vec<u8> {
+        let mut code = PROLOGUE.to_vec();
+        code.extend_from_slice(tail);
+        let mut all = vec![branch(5, "__fentry__")];
+        all.extend_from_slice(relocs);
+        build(&code, &all, &[])
+    }
+
+    #[test]
+    fn a_tail_call_the_assembler_made_short_matches_and_gives_the_callee() {
+        // Pre (-ffunction-sections): test %eax,%eax; jne +0; jmp rel32 helper; ret.
+        // Live (one .text): the jmp is `eb`, two bytes, to helper just before f.
+        let tail = [0x85, 0xc0, 0x75, 0x05, 0xe9, 0, 0, 0, 0, 0xc3];
+        let p = relaxed_payload(&tail, &[branch(17, "helper")]);
+        let helper = ADDR - 0x40;
+        let mut live = PROLOGUE.to_vec();
+        live[4..9].copy_from_slice(&x86::NOP5);
+        // jne skips the short jmp (2 bytes) now, not 5.
+        live.extend_from_slice(&[0x85, 0xc0, 0x75, 0x02, 0xeb]);
+        let after = ADDR + live.len() as u64 + 1;
+        live.push((helper.wrapping_sub(after) as i64) as i8 as u8);
+        live.push(0xc3);
+        live.resize(PROLOGUE.len() + tail.len(), 0xcc);
+        let (result, seen) = run(&p, ADDR, &live);
+        assert_eq!(result, Ok(()));
+        assert!(
+            seen.infers.contains(&("helper".to_string(), helper, 17)),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn a_branch_inside_the_function_must_land_where_its_target_moved() {
+        let tail = [0x85, 0xc0, 0x75, 0x05, 0xe9, 0, 0, 0, 0, 0xc3];
+        let p = relaxed_payload(&tail, &[branch(17, "helper")]);
+        let mut live = PROLOGUE.to_vec();
+        live[4..9].copy_from_slice(&x86::NOP5);
+        // jne still skips 5 bytes: past the ret, into the padding.
+        live.extend_from_slice(&[0x85, 0xc0, 0x75, 0x05, 0xeb, 0xb0, 0xc3]);
+        live.resize(PROLOGUE.len() + tail.len(), 0xcc);
+        let (result, _) = run(&p, ADDR, &live);
+        assert_eq!(
+            result.unwrap_err().reason,
+            MismatchReason::BranchTarget {
+                expected: 0x12,
+                live: 0x15
+            }
+        );
+    }
+
+    #[test]
+    fn a_short_branch_of_another_condition_is_a_mismatch() {
+        // Pre: jne rel32 other; live: je rel8.
+        let tail = [0x0f, 0x85, 0, 0, 0, 0, 0xc3];
+        let p = relaxed_payload(&tail, &[branch(14, "other")]);
+        let mut live = PROLOGUE.to_vec();
+        live[4..9].copy_from_slice(&x86::NOP5);
+        live.extend_from_slice(&[0x74, 0x10, 0xc3]);
+        live.resize(PROLOGUE.len() + tail.len(), 0xcc);
+        let (result, _) = run(&p, ADDR, &live);
+        assert!(matches!(
+            result.unwrap_err().reason,
+            MismatchReason::BranchDiffers { .. }
+        ));
+    }
+
+    #[test]
+    fn a_short_branch_inside_the_trampoline_window_is_refused() {
+        // endbr; fentry; jmp rel32 other: the jmp is the trampoline's site.
+        let code = [
+            0xf3, 0x0f, 0x1e, 0xfa, 0xe8, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0, 0xc3,
+        ];
+        let p = build(&code, &[branch(5, "__fentry__"), branch(10, "other")], &[]);
+        let mut live = code[..9].to_vec();
+        live[4..9].copy_from_slice(&x86::NOP5);
+        live.extend_from_slice(&[0xeb, 0x20, 0xc3]);
+        live.resize(code.len(), 0xcc);
+        let (result, _) = run(&p, ADDR, &live);
+        assert!(matches!(
+            result.unwrap_err().reason,
+            MismatchReason::UnsupportedSite { .. }
+        ));
+    }
+
+    #[test]
+    fn a_call_to_a_thunk_is_never_taken_for_a_relaxed_branch() {
+        // jmp __x86_return_thunk live as `eb`: not a form the kernel writes.
+        let tail = [0xe9, 0, 0, 0, 0];
+        let p = relaxed_payload(&tail, &[branch(13, "__x86_return_thunk")]);
+        let mut live = PROLOGUE.to_vec();
+        live[4..9].copy_from_slice(&x86::NOP5);
+        live.extend_from_slice(&[0xeb, 0x10]);
+        live.resize(PROLOGUE.len() + tail.len(), 0xcc);
+        let (result, _) = run(&p, ADDR, &live);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn the_shortest_live_length_counts_every_near_branch_short() {
+        let tail = [0x0f, 0x85, 0, 0, 0, 0, 0xe9, 0, 0, 0, 0, 0xc3];
+        let p = relaxed_payload(&tail, &[branch(14, "a"), branch(19, "b")]);
+        let payload = Payload::parse(&p).unwrap();
+        assert_eq!(
+            shortest_live_len(&payload, 0),
+            (PROLOGUE.len() + tail.len() - 4 - 3) as u32
+        );
     }
 }

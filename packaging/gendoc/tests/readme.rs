@@ -153,3 +153,30 @@ fn the_json_schema_table_documents_exactly_the_keys_written() {
     assert_eq!(documented["auto_apply"], own(&["enabled", "reason"]));
     assert_eq!(documented.len(), 4);
 }
+
+#[test]
+fn readme_abort_table_explains_every_abort_code() {
+    let readme = readme();
+    let rows = table(&readme, "| abort code | meaning |");
+    let listed: Vec<String> = rows
+        .iter()
+        .flat_map(|row| row[0].split(", ").map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    let known: Vec<&str> = (1..)
+        .map_while(ksplice_core::uapi::Abort::from_u32)
+        .map(|a| a.as_str())
+        .collect();
+    assert!(known.len() >= 20, "{known:?}");
+    for code in &known {
+        assert!(
+            listed.iter().any(|l| l == code),
+            "README's abort table lacks {code}"
+        );
+    }
+    for code in &listed {
+        assert!(
+            known.contains(&code.as_str()),
+            "README lists unknown abort code {code}"
+        );
+    }
+}
