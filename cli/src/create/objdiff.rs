@@ -74,6 +74,9 @@ pub struct Item {
     pub relocs: Vec<Reloc>,
     /// File-local (`static`).
     pub local: bool,
+    /// A weak definition (`__weak`): the kernel may have linked another
+    /// file's definition of the name instead.
+    pub weak: bool,
     /// `.bss`-like: no file contents.
     pub nobits: bool,
     /// The section is writable.
@@ -371,6 +374,7 @@ fn read_item(
         bytes,
         relocs,
         local: sym.is_local(),
+        weak: sym.is_weak(),
         nobits,
         writable,
     })
@@ -1108,6 +1112,7 @@ mod tests {
                 })
                 .collect(),
             local: true,
+            weak: false,
             nobits: true,
             writable: true,
         }
