@@ -441,12 +441,21 @@ impl Checker {
         // SAFETY: As the caller promises.
         let (stack, sp) = unsafe { (t.word(l.stack), t.word(l.thread_sp)) };
         let top = stack.wrapping_add(self.thread_size);
-        if stack != 0 && sp >= stack && sp < top {
-            // SAFETY: [sp, top) is the used part of a stopped task's stack,
-            // mapped for as long as the task exists.
-            if !unsafe { self.scan(sp, top) } {
-                return Stacks::Clear;
-            }
+        // The kernel frees a task's stack (and clears `stack`) only after
+        // its final switch as TASK_DEAD, so it never runs again: a zombie
+        // group leader stays on the thread list like that, and its saved
+        // stack pointer points into freed memory.
+        if stack == 0 {
+            return Stacks::Clear;
+        }
+        if sp < stack || sp >= top {
+            // SAFETY: `t` is valid.
+            return Stacks::Unreliable(unsafe { t.busy(l, 0) });
+        }
+        // SAFETY: [sp, top) is the used part of a stopped task's stack,
+        // mapped while `stack` is set.
+        if !unsafe { self.scan(sp, top) } {
+            return Stacks::Clear;
         }
         // SAFETY: Nothing runs inside the stop, so the stack stays put.
         match unsafe { walk(t, &self.ranges) } {

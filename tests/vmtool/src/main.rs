@@ -42,6 +42,8 @@
 //!   `ksplice-apply --persist` would have on another build of this kernel
 //!   release, a copy of UPDATE.ko whose payload names another vmlinux build
 //!   id; prints the stored path.
+//! - `vmtool send-break TTY DECISECONDS`: a timed break on TTY (TCSBRKP);
+//!   prints the result (`ok` or the errno name) and how long it took, in ms.
 
 mod bpf;
 
@@ -59,6 +61,25 @@ fn raw_ioctl(fd: i32, request: u32, arg: u64) -> Result<i32, Errno> {
     // or points to a buffer owned by the caller that is large enough.
     let rc = unsafe { nix::libc::ioctl(fd, request as _, arg) };
     Errno::result(rc)
+}
+
+/// `TCSBRKP`: a POSIX tcsendbreak() of `arg` tenths of a second.
+const TCSBRKP: u32 = 0x5425;
+
+fn send_break(tty: &str, deciseconds: u64) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open(tty)
+        .map_err(|e| format!("{tty}: {e}"))?;
+    let start = std::time::Instant::now();
+    let result = match raw_ioctl(file.as_raw_fd(), TCSBRKP, deciseconds) {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("{e:?}"),
+    };
+    Ok(format!("{result} {}", start.elapsed().as_millis()))
 }
 
 fn open_errno(path: &str) -> String {
@@ -608,6 +629,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        [_, "send-break", tty, deciseconds] => {
+            match deciseconds
+                .parse()
+                .map_err(|e| format!("{e}"))
+                .and_then(|d| send_break(tty, d))
+            {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("send-break: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         [_, "capget-v1"] => match capget_v1() {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -224,7 +224,8 @@ impl KernelSymbols {
     /// Whether the module loader itself can resolve `existing` for an
     /// entry it consumes at load time (jump labels, ...), before ksplice.ko
     /// could write anything: through a livepatch relocation, which needs
-    /// `CONFIG_LIVEPATCH` and a unique global name.
+    /// `CONFIG_LIVEPATCH` and a name the kernel has once (livepatch finds a
+    /// `static` symbol by name too, and refuses an ambiguous one).
     pub fn loader_can_resolve(&self, existing: &Existing) -> Result<(), String> {
         if let Some(m) = &existing.module {
             return Err(format!(
@@ -233,10 +234,10 @@ impl KernelSymbols {
                 existing.name
             ));
         }
-        if existing.unit.is_some() || !self.is_unique(None, &existing.name) || !self.livepatch {
+        if !self.is_unique(None, &existing.name) || !self.livepatch {
             return Err(format!(
                 "a special section entry references {}, which is not exported \
-                 (load-time resolution needs a unique global and CONFIG_LIVEPATCH)",
+                 (load-time resolution needs a name the kernel has once, and CONFIG_LIVEPATCH)",
                 existing.name
             ));
         }
@@ -458,7 +459,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn the_loader_resolves_only_unique_globals_and_only_with_livepatch() {
+    fn the_loader_resolves_only_unique_names_and_only_with_livepatch() {
         let global = Existing {
             module: None,
             unit: None,
@@ -473,11 +474,17 @@ pub(super) mod tests {
             ..global.clone()
         };
         assert!(kernel(true).loader_can_resolve(&ambiguous).is_err());
+        // A static the kernel has once (a static key, say) is found by name.
         let local = Existing {
             unit: Some("kernel/exit.o".into()),
-            ..global
+            ..global.clone()
         };
-        assert!(kernel(true).loader_can_resolve(&local).is_err());
+        assert_eq!(kernel(true).loader_can_resolve(&local), Ok(()));
+        let ambiguous_local = Existing {
+            unit: Some("kernel/exit.o".into()),
+            ..ambiguous
+        };
+        assert!(kernel(true).loader_can_resolve(&ambiguous_local).is_err());
     }
 
     /// The kernel of [`kernel`] with module `ext2` (its `.ko` defines
