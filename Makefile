@@ -7,15 +7,24 @@
 #
 # KDIR=<kernel build dir> builds ksplice.ko against another Rust-enabled
 # kernel; KERNEL= and KCONFIG_BASE= select the cached test kernel.
+# KERNEL_SOURCE=debian selects Debian's own kernel instead (KERNEL= default
+# 7.2.9 there, KERNEL_FLAVOUR= cloud-amd64 or amd64; scripts/debian-kernel):
+#   make debian-test   the Debian-kernel smoke test (part of make test)
+#   make demo KERNEL_SOURCE=debian   a real stable fix on Debian's stock kernel
 
 HOST_TARGET := x86_64-unknown-linux-gnu
 STATIC_BIN  := target/$(HOST_TARGET)/release
 # Statically linked, so the tools run in the VM's busybox userland.
 STATIC_RUSTFLAGS := -C target-feature=+crt-static
 
-KDIR ?= $(shell scripts/test-kernel --print-dir)
+ifeq ($(KERNEL_SOURCE),debian)
+KERNEL ?= 7.2.9
+endif
+export KERNEL_SOURCE KERNEL KERNEL_FLAVOUR
+KDIR ?= $(shell KERNEL_SOURCE="$(KERNEL_SOURCE)" KERNEL="$(KERNEL)" KERNEL_FLAVOUR="$(KERNEL_FLAVOUR)" \
+	  scripts/test-kernel --print-dir)
 
-.PHONY: all kernel kmod cli deb updates test-modules host-test harness-test package-test lint vm-test stress-test eval eval-quick test demo clean rust-toolchain
+.PHONY: all kernel kmod cli deb updates test-modules host-test harness-test package-test lint vm-test stress-test debian-test eval eval-quick test demo clean rust-toolchain
 
 all: kmod cli
 
@@ -72,6 +81,11 @@ harness-test:
 	tests/harness/test-kernel-log-scan.sh
 	tests/harness/test-scripts-parse.sh
 
+# Debian's stock kernel (KERNEL_SOURCE=debian, default 7.2.9 cloud-amd64)
+# boots, loads ksplice.ko and takes a real stable fix (scripts/debian-smoke).
+debian-test: cli
+	KERNEL_SOURCE=debian KERNEL=$(if $(filter debian,$(KERNEL_SOURCE)),$(KERNEL),7.2.9) scripts/debian-smoke
+
 # The real-fix evaluation (scripts/eval-stable): the fixes of Debian's 7.2
 # stable releases, each created, applied, exercised and undone on the
 # defconfig test kernel it fixes. Two kernel builds of 20-40 min, then hours.
@@ -87,10 +101,15 @@ eval-quick: cli
 	  --out target/eval/quick 7.2.9 7.2.11
 	scripts/eval-rewrites
 
-test: host-test harness-test lint package-test vm-test stress-test eval-quick
+test: host-test harness-test lint package-test vm-test stress-test eval-quick debian-test
 
+ifeq ($(KERNEL_SOURCE),debian)
+demo: cli
+	scripts/debian-smoke --demo
+else
 demo: kmod cli
 	scripts/demo
+endif
 
 clean:
 	cargo clean

@@ -3,6 +3,9 @@
 KSPLICE_CACHE=${KSPLICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ksplice}
 KERNEL=${KERNEL:-7.3.4}
 KCONFIG_BASE=${KCONFIG_BASE:-tinyconfig}
+# Heavy builds (kernel preparation, debootstrap) take this lock, one at a
+# time on the machine, even for a run with a cache of its own.
+KSPLICE_HEAVY_LOCK=${KSPLICE_HEAVY_LOCK:-$KSPLICE_CACHE/heavy.lock}
 
 log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

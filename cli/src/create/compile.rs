@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -200,7 +199,7 @@ pub fn run(
         argv[0],
         args.join(" ")
     );
-    let output = Command::new(&argv[0])
+    let output = super::kbuild::command_in(objtree, Path::new(&argv[0]))
         .args(&args)
         .current_dir(objtree)
         .output()

@@ -1,12 +1,22 @@
 //! What ksplice-create reads from a configured, built kernel tree: the
 //! source tree, the compile command and dependencies of each object (from
 //! kbuild's `.cmd` files), exports, `System.map` and the build identity.
+//!
+//! A distribution's kernel (`scripts/debian-kernel`) comes as a *prepared*
+//! tree instead: its source and config prepared as `make modules_prepare`
+//! does, with the distribution's `vmlinux`, `System.map` and
+//! `Module.symvers`, no objects and no `.cmd` files. There the objects of
+//! vmlinux are listed in `ksplice-vmlinux-objects` (from the compile units
+//! of the distribution's own vmlinux debug info), an object's command comes
+//! from building it once with kbuild's single-object target, and every
+//! program runs with the distribution's toolchain through `ksplice-bin/`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use log::debug;
+use log::{debug, info};
 
 use super::CreateError;
 
@@ -92,6 +102,9 @@ impl KernelTree {
     pub fn compile_command(&self, object: &str) -> Result<Option<CompileCommand>, CreateError> {
         let (dir, file) = object.rsplit_once('/').unwrap_or(("", object));
         let cmd_path = self.objtree.join(dir).join(format!(".{file}.cmd"));
+        if !cmd_path.exists() && self.is_prepared_only() {
+            self.build_single_object(object)?;
+        }
         let Ok(text) = fs::read_to_string(&cmd_path) else {
             return Ok(None);
         };
@@ -137,6 +150,16 @@ impl KernelTree {
         &self,
         headers: &[String],
     ) -> Result<BTreeMap<String, Vec<String>>, CreateError> {
+        if self.is_prepared_only() {
+            // Which objects include a header only kbuild's dependency
+            // records say; guessing could leave an includer unpatched.
+            return Err(CreateError::UnsupportedChange {
+                path: headers.join(", "),
+                why: "a header change needs kbuild's dependency records (.cmd files) of \
+                      every object, and this distribution kernel tree has none"
+                    .into(),
+            });
+        }
         let wanted: HashMap<PathBuf, &String> =
             headers.iter().map(|h| (self.srctree.join(h), h)).collect();
         let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -199,7 +222,18 @@ impl KernelTree {
     /// Every object linked into vmlinux, relative to the objtree: the
     /// members of the thin archives `vmlinux.a` and the `lib.a` libraries
     /// (whose members are linked when referenced).
+    /// In a prepared tree, the list `ksplice-vmlinux-objects` says.
     pub fn vmlinux_objects(&self) -> Result<BTreeSet<String>, CreateError> {
+        if self.is_prepared_only() {
+            let path = self.objtree.join(VMLINUX_OBJECTS);
+            let text = fs::read_to_string(&path).map_err(|e| CreateError::io(&path, e))?;
+            return Ok(text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect());
+        }
         let mut objects = BTreeSet::new();
         for archive in ["vmlinux.a", "lib/lib.a", "arch/x86/lib/lib.a"] {
             let path = self.objtree.join(archive);
@@ -254,6 +288,48 @@ impl KernelTree {
         Ok(map)
     }
 
+    /// A command running `program` as this kernel's build does: in a
+    /// prepared tree through its `ksplice-bin/` wrapper of that name, or
+    /// else `ksplice-bin/enter` (the distribution's toolchain root); in a
+    /// tree built here, `program` itself.
+    pub fn command(&self, program: impl AsRef<Path>) -> Command {
+        command_in(&self.objtree, program.as_ref())
+    }
+
+    /// Whether this is a distribution kernel's prepared tree (no objects,
+    /// no `.cmd` files; see the module documentation).
+    fn is_prepared_only(&self) -> bool {
+        self.objtree.join(VMLINUX_OBJECTS).is_file()
+    }
+
+    /// Builds `object` in the prepared tree with kbuild's single-object
+    /// target, which leaves kbuild's own command for it in its `.cmd` file.
+    fn build_single_object(&self, object: &str) -> Result<(), CreateError> {
+        let source = self
+            .srctree
+            .join(format!("{}.c", object.strip_suffix(".o").unwrap_or(object)));
+        if !source.is_file() {
+            return Ok(());
+        }
+        info!("{object}: building it once with kbuild, for its command line");
+        let output = self
+            .command("make")
+            .arg("-C")
+            .arg(&self.objtree)
+            .arg("-s")
+            .arg(object)
+            .output()
+            .map_err(|e| CreateError::io(Path::new("make"), e))?;
+        if !output.status.success() {
+            return Err(CreateError::CompileFailed {
+                object: object.to_owned(),
+                variant: "distribution's (kbuild single-object target)",
+                log: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Symbols exported by loadable modules: name -> (module, namespace),
     /// from `Module.symvers` (module names as the kernel spells them).
     pub fn module_exports(&self) -> Result<HashMap<String, (String, String)>, CreateError> {
@@ -297,6 +373,28 @@ impl KernelTree {
             .map_err(|e| CreateError::elf(&path, e))?
             .map(<[u8]>::to_vec)
             .unwrap_or_default())
+    }
+}
+
+/// The list of vmlinux objects of a prepared tree (see the module docs).
+const VMLINUX_OBJECTS: &str = "ksplice-vmlinux-objects";
+
+/// `program` run as the kernel build in `objtree` runs it (see
+/// [`KernelTree::command`]).
+pub fn command_in(objtree: &Path, program: &Path) -> Command {
+    let wrappers = objtree.join("ksplice-bin");
+    let named = program
+        .file_name()
+        .filter(|_| program.components().count() == 1)
+        .map(|name| wrappers.join(name));
+    match named {
+        Some(wrapper) if wrapper.is_file() => Command::new(wrapper),
+        _ if wrappers.join("enter").is_file() => {
+            let mut command = Command::new(wrappers.join("enter"));
+            command.arg(program);
+            command
+        }
+        _ => Command::new(program),
     }
 }
 
@@ -437,5 +535,89 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// A prepared tree as `scripts/debian-kernel` leaves it, without any
+    /// object: `.config`, vmlinux, the release, the vmlinux object list and
+    /// the toolchain wrappers.
+    fn prepared_tree(objects: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::write(p.join(".config"), "CONFIG_RUST=y\n").unwrap();
+        fs::write(p.join("vmlinux"), "").unwrap();
+        fs::create_dir_all(p.join("include/config")).unwrap();
+        fs::write(
+            p.join("include/config/kernel.release"),
+            "7.2.12+deb13-cloud-amd64\n",
+        )
+        .unwrap();
+        fs::write(p.join(VMLINUX_OBJECTS), objects).unwrap();
+        fs::create_dir_all(p.join("ksplice-bin")).unwrap();
+        fs::write(p.join("ksplice-bin/enter"), "").unwrap();
+        fs::write(p.join("ksplice-bin/make"), "").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_prepared_tree_runs_every_program_with_its_toolchain() {
+        let dir = prepared_tree("fs/proc/loadavg.o\n");
+        let tree = KernelTree::open(dir.path()).unwrap();
+        let bin = tree.objtree.join("ksplice-bin");
+        let run = |program: &str| {
+            let c = tree.command(program);
+            let args: Vec<String> = c
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            (PathBuf::from(c.get_program()), args)
+        };
+        assert_eq!(run("make"), (bin.join("make"), vec![]));
+        assert_eq!(
+            run("x86_64-linux-gnu-gcc-14"),
+            (
+                bin.join("enter"),
+                vec!["x86_64-linux-gnu-gcc-14".to_owned()]
+            )
+        );
+        // A path is never taken for a wrapper's name.
+        assert_eq!(
+            run("/k/scripts/make"),
+            (bin.join("enter"), vec!["/k/scripts/make".to_owned()])
+        );
+        let plain = tempfile::tempdir().unwrap();
+        let c = command_in(plain.path(), Path::new("gcc"));
+        assert_eq!(c.get_program(), "gcc");
+        assert_eq!(c.get_args().count(), 0);
+    }
+
+    #[test]
+    fn a_prepared_tree_lists_its_vmlinux_objects_and_refuses_header_changes() {
+        let dir = prepared_tree("fs/proc/loadavg.o\nkernel/fork.o\n\n");
+        let tree = KernelTree::open(dir.path()).unwrap();
+        let objects = tree.vmlinux_objects().unwrap();
+        assert_eq!(
+            objects.into_iter().collect::<Vec<_>>(),
+            ["fs/proc/loadavg.o", "kernel/fork.o"]
+        );
+        let err = tree
+            .objects_depending_on(&["include/linux/fs.h".to_owned()])
+            .unwrap_err();
+        assert!(err.is_refusal(), "{err}");
+        assert!(err.to_string().contains("include/linux/fs.h"), "{err}");
+        assert!(err.to_string().contains("dependency records"), "{err}");
+    }
+
+    #[test]
+    fn a_built_tree_without_vmlinux_a_is_not_a_kernel_tree() {
+        let dir = prepared_tree("");
+        fs::remove_file(dir.path().join(VMLINUX_OBJECTS)).unwrap();
+        let tree = KernelTree::open(dir.path()).unwrap();
+        assert!(matches!(
+            tree.vmlinux_objects(),
+            Err(CreateError::NotAKernelTree {
+                missing: "vmlinux.a",
+                ..
+            })
+        ));
     }
 }

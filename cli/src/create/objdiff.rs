@@ -74,6 +74,9 @@ pub struct Item {
     pub relocs: Vec<Reloc>,
     /// File-local (`static`).
     pub local: bool,
+    /// A weak definition (`__weak`): the kernel may have linked another
+    /// file's definition of the name instead.
+    pub weak: bool,
     /// `.bss`-like: no file contents.
     pub nobits: bool,
     /// The section is writable.
@@ -371,6 +374,7 @@ fn read_item(
         bytes,
         relocs,
         local: sym.is_local(),
+        weak: sym.is_weak(),
         nobits,
         writable,
     })
@@ -388,6 +392,10 @@ pub enum Reason {
     /// It refers to read-only data the patch changed, which the update
     /// carries as a new copy.
     UsesChangedData(String),
+    /// Its `.cold` part changed (gcc moved the changed code, an inlined
+    /// `pr_info_once` say, out of line): only the new function reaches the
+    /// new part.
+    ChangedColdPart(String),
 }
 
 impl std::fmt::Display for Reason {
@@ -397,6 +405,7 @@ impl std::fmt::Display for Reason {
             Self::ChangedRelocations => f.write_str("changed relocations"),
             Self::NewFunction => f.write_str("new function"),
             Self::UsesChangedData(name) => write!(f, "uses changed read-only data {name}"),
+            Self::ChangedColdPart(name) => write!(f, "its cold part {name} changed"),
         }
     }
 }
@@ -451,6 +460,14 @@ fn same_relocs(a: &Item, b: &Item, pairs: &BTreeMap<String, String>) -> bool {
 /// Whether `name` is the out-of-line cold part gcc split from a function.
 pub fn is_cold_part(name: &str) -> bool {
     name.split('.').skip(1).any(|part| part == "cold")
+}
+
+/// The function a `.cold` part belongs to: `foo.constprop.0.cold` and
+/// `foo.cold.1` are parts of `foo.constprop.0` and `foo`.
+pub fn cold_parent(name: &str) -> Option<&str> {
+    let at = name.find(".cold")?;
+    let rest = &name[at + ".cold".len()..];
+    (rest.is_empty() || rest.starts_with('.')).then(|| &name[..at])
 }
 
 /// gcc numbers static locals (`count.3`) and `__UNIQUE_ID_x_123` uses
@@ -744,6 +761,7 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
         }
         d.changed.insert(name.clone(), reasons);
     }
+    replace_parents_of_changed_cold_parts(object_name, pre, post, &mut d)?;
     for (name, after) in &post.objects {
         let Some(pre_name) = d.pre_names.get(name) else {
             if after.is_init_or_exit() {
@@ -775,6 +793,49 @@ pub fn diff(object_name: &str, pre: &Object, post: &Object) -> Result<Diff, Crea
         d.rodata_refusal = Some(refusal);
     }
     Ok(d)
+}
+
+/// A changed `.cold` part is new code only its own function enters: the
+/// function is replaced too, even when its own bytes are the same (they
+/// jump to the part by name), or the running kernel would go on entering
+/// the old part and the fix would never run. A part of `__init`/`__exit`
+/// code is dropped with its function's change.
+fn replace_parents_of_changed_cold_parts(
+    object_name: &str,
+    pre: &Object,
+    post: &Object,
+    d: &mut Diff,
+) -> Result<(), CreateError> {
+    let changed_parts: Vec<String> = d
+        .new_functions
+        .iter()
+        .filter(|n| is_cold_part(n) && pre.functions.contains_key(*n))
+        .cloned()
+        .collect();
+    for part in changed_parts {
+        let parent = cold_parent(&part)
+            .filter(|p| post.functions.contains_key(*p))
+            .ok_or_else(|| CreateError::UnsupportedChange {
+                path: object_name.to_owned(),
+                why: format!("the cold part {part} changed, but its function is not in the object"),
+            })?
+            .to_owned();
+        if post.functions[&parent].is_init_or_exit() {
+            d.new_functions.remove(&part);
+            d.notes.push(format!(
+                "{object_name}: {part} is part of __init/__exit code; change skipped (it does not run again)"
+            ));
+            continue;
+        }
+        if d.new_functions.contains(&parent) {
+            continue;
+        }
+        d.changed
+            .entry(parent)
+            .or_default()
+            .push(Reason::ChangedColdPart(part));
+    }
+    Ok(())
 }
 
 /// The users of changed read-only data must move to its new copy: read-only
@@ -986,6 +1047,45 @@ mod tests {
         assert!(is_cold_part("foo.constprop.0.cold"));
         assert!(!is_cold_part("cold_start"));
         assert!(!is_cold_part("foo.isra.0"));
+        assert_eq!(
+            cold_parent("loadavg_proc_show.cold"),
+            Some("loadavg_proc_show")
+        );
+        assert_eq!(cold_parent("foo.constprop.0.cold"), Some("foo.constprop.0"));
+        assert_eq!(cold_parent("foo.cold.1"), Some("foo"));
+        assert_eq!(cold_parent("foo.coldish"), None);
+        assert_eq!(cold_parent("cold_start"), None);
+    }
+
+    /// Debian's gcc moves an inlined pr_info_once out of line: a patch of
+    /// its string changes only `cap_validate_magic.cold`. The function is
+    /// replaced too, so the new part is reached (kernel/capability.c).
+    #[test]
+    fn a_changed_cold_part_replaces_its_function() {
+        let parent = item("cap_validate_magic", &[named("cap_validate_magic.cold")]);
+        let pre = object(
+            vec![
+                parent.clone(),
+                item("cap_validate_magic.cold", &[text("warning: `%s'")]),
+            ],
+            &[],
+        );
+        let post = object(
+            vec![
+                parent,
+                item(
+                    "cap_validate_magic.cold",
+                    &[text("warning (ksplice): `%s'")],
+                ),
+            ],
+            &[],
+        );
+        let d = diff("kernel/capability.o", &pre, &post).unwrap();
+        assert_eq!(
+            d.changed["cap_validate_magic"],
+            [Reason::ChangedColdPart("cap_validate_magic.cold".into())]
+        );
+        assert!(d.new_functions.contains("cap_validate_magic.cold"));
     }
 
     /// An item named `name` whose relocations name `targets`, in order.
@@ -1012,6 +1112,7 @@ mod tests {
                 })
                 .collect(),
             local: true,
+            weak: false,
             nobits: true,
             writable: true,
         }
@@ -1169,7 +1270,11 @@ mod tests {
         let d = diff("x.o", &mk(table(b"a", true)), &mk(table(b"b", true))).unwrap();
         assert_eq!(d.changed_rodata, ["ops".to_owned()].into());
         assert_eq!(d.changed["probe"], [Reason::UsesChangedData("ops".into())]);
-        let err = diff("x.o", &mk(table(b"a", false)), &mk(table(b"b", false))).unwrap_err();
+        // Refused, but only after the layout check (rodata_refusal).
+        let d = diff("x.o", &mk(table(b"a", false)), &mk(table(b"b", false))).unwrap();
+        let err = d
+            .rodata_refusal
+            .expect("a global constant's change is refused");
         assert!(err.to_string().contains("global"), "{err}");
     }
 

@@ -5,7 +5,6 @@
 //! signature no longer matches.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use log::debug;
 
@@ -132,7 +131,7 @@ fn sign(objtree: &Path, ko: &Path, signer: &Signer) -> Result<(), SealError> {
         signer.cert.display(),
         ko.display()
     );
-    let output = Command::new(&sign_file)
+    let output = crate::create::kbuild::command_in(objtree, &sign_file)
         .arg(&hash)
         .arg(&signer.key)
         .arg(&signer.cert)

@@ -47,7 +47,8 @@ pub fn build_module(
         .map(|name| format!("0x00000000\t{name}\tksplice\tEXPORT_SYMBOL_GPL\t\n"))
         .collect();
     write("ksplice.symvers", symvers.as_bytes())?;
-    let output = std::process::Command::new("make")
+    let output = tree
+        .command("make")
         .arg("-C")
         .arg(&tree.objtree)
         .arg(format!("M={}", dir.display()))

@@ -158,8 +158,11 @@ impl KernelSymbols {
     pub fn resolve(&self, unit: &Unit, name: &str) -> Result<Binding, String> {
         let local_to = |local: bool| local.then(|| unit.object.clone());
         let module = unit.module.clone();
-        // Defined in this file but not carried: existing code or data.
-        if let Some(item) = unit.post.functions.get(name) {
+        // Defined in this file but not carried: existing code or data. A
+        // weak function is not: the kernel may run another file's
+        // definition (Debian's x86 arch_proc_pid_thread_features overrides
+        // fs/proc/array.c's empty one), so it is found by name.
+        if let Some(item) = unit.post.functions.get(name).filter(|i| !i.weak) {
             if item.is_init_or_exit() {
                 return Err(format!(
                     "new code references __init/__exit function {name}, which is gone after boot"
@@ -264,6 +267,7 @@ pub(super) mod tests {
             bytes: vec![0; 8],
             relocs: Vec::new(),
             local,
+            weak: false,
             nobits: false,
             writable: true,
         }
@@ -403,6 +407,25 @@ pub(super) mod tests {
                 "wait_task_zombie",
                 SymbolKind::Function,
                 Locate::MatchFunction
+            ))
+        );
+    }
+
+    #[test]
+    fn weak_functions_of_the_unit_are_found_by_name() {
+        let weak = Item {
+            weak: true,
+            ..item("get_avenrun", ".text.get_avenrun", false)
+        };
+        let both = [weak];
+        let u = unit(object(&both, &[]), object(&both, &[]));
+        assert_eq!(
+            kernel(true).resolve(&u, "get_avenrun"),
+            Ok(existing(
+                None,
+                "get_avenrun",
+                SymbolKind::Function,
+                Locate::ByName
             ))
         );
     }
