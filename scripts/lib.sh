@@ -81,6 +81,19 @@ kernel_log_problems() {
         | grep -E 'Oops|(^|[^A-Za-z_])BUG([^A-Za-z_]|$)|WARNING|Call Trace' || true
 }
 
+# Builds ksplice.ko from a clean copy of kmod/ in DIR against the kernel
+# build KDIR (so kmod/ksplice.ko, the test kernel's, stays): DIR/ksplice.ko.
+# The build's output goes to DIR/build.log, whose tail is shown on failure.
+build_kmod() { # KDIR DIR
+    local kdir=$1 dir=$2 top
+    top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    rm -rf "$dir" && mkdir -p "$dir"
+    cp -r "$top/kmod/." "$dir/"
+    find "$dir" \( -name '*.o' -o -name '*.ko' -o -name '.*.cmd' -o -name '*.mod*' \) -exec rm -f {} +
+    ( . "$kdir/ksplice-env.sh" && make -s -C "$kdir" M="$dir" modules ) >"$dir/build.log" 2>&1 \
+        || { tail -n 20 "$dir/build.log" >&2; die "building ksplice.ko against $kdir failed"; }
+}
+
 # Prints the unpacked source tree of Debian's linux-source at upstream
 # version VERSION (e.g. 7.2.11), fetching and unpacking it once.
 kernel_source() {
