@@ -722,7 +722,8 @@ impl Walk<'_, '_, '_> {
     /// With a relocation (to another function): the live branch, of either
     /// length, gives the symbol. Without one (inside the function): the
     /// target is checked once every shift is known ([`check_targets`]).
-    /// Returns how many bytes shorter the live branch is.
+    /// Returns how many bytes shorter the live branch is. Never called for
+    /// a branch to a runtime-patched symbol ([`Walk::patched`] has those).
     fn branch<S: Sink>(
         &self,
         o: usize,
@@ -757,16 +758,14 @@ impl Walk<'_, '_, '_> {
             .ok_or_else(differs)?;
         match fields {
             [None, None] => Ok(shorter),
-            [Some(field), None] if shorter == 0 => {
-                self.relocated(o, insn, &[Some(*field), None], sink)?;
+            [Some(_), None] if shorter == 0 => {
+                self.relocated(o, insn, fields, sink)?;
                 Ok(0)
             }
             [Some((r, kind)), None] => {
                 let rel = (r.offset as usize).saturating_sub(o);
                 let relaxable = is_branch_field(insn, rel)
-                    && matches!(kind, RelocKind::Pc32 | RelocKind::Plt32)
-                    && (self.is_section(r.symbol)
-                        || Patched::of_symbol(self.payload.symbol_name(r.symbol)).is_none());
+                    && matches!(kind, RelocKind::Pc32 | RelocKind::Plt32);
                 if !relaxable {
                     return Err(differs());
                 }
