@@ -2794,6 +2794,16 @@ mod tests {
         build(&code, &all, &[])
     }
 
+    /// The live code of a [`relaxed_payload`] function of `len` bytes: the
+    /// prologue with ftrace's NOP, then `tail`, then int3 padding.
+    fn relaxed_live(tail: &[u8], len: usize) -> Vec<u8> {
+        let mut live = PROLOGUE.to_vec();
+        live[4..9].copy_from_slice(&x86::NOP5);
+        live.extend_from_slice(tail);
+        live.resize(len, 0xcc);
+        live
+    }
+
     #[test]
     fn a_tail_call_the_assembler_made_short_matches_and_gives_the_callee() {
         // Pre (-ffunction-sections): test %eax,%eax; jne +0; jmp rel32 helper; ret.
@@ -2801,14 +2811,12 @@ mod tests {
         let tail = [0x85, 0xc0, 0x75, 0x05, 0xe9, 0, 0, 0, 0, 0xc3];
         let p = relaxed_payload(&tail, &[branch(17, "helper")]);
         let helper = ADDR - 0x40;
-        let mut live = PROLOGUE.to_vec();
-        live[4..9].copy_from_slice(&x86::NOP5);
-        // jne skips the short jmp (2 bytes) now, not 5.
-        live.extend_from_slice(&[0x85, 0xc0, 0x75, 0x02, 0xeb]);
-        let after = ADDR + live.len() as u64 + 1;
-        live.push((helper.wrapping_sub(after) as i64) as i8 as u8);
-        live.push(0xc3);
-        live.resize(PROLOGUE.len() + tail.len(), 0xcc);
+        // jne skips the short jmp (2 bytes) now, not 5; the jmp ends at 18.
+        let rel8 = (helper.wrapping_sub(ADDR + 18) as i64) as i8 as u8;
+        let live = relaxed_live(
+            &[0x85, 0xc0, 0x75, 0x02, 0xeb, rel8, 0xc3],
+            PROLOGUE.len() + tail.len(),
+        );
         let (result, seen) = run(&p, ADDR, &live);
         assert_eq!(result, Ok(()));
         assert!(
@@ -2821,11 +2829,11 @@ mod tests {
     fn a_branch_inside_the_function_must_land_where_its_target_moved() {
         let tail = [0x85, 0xc0, 0x75, 0x05, 0xe9, 0, 0, 0, 0, 0xc3];
         let p = relaxed_payload(&tail, &[branch(17, "helper")]);
-        let mut live = PROLOGUE.to_vec();
-        live[4..9].copy_from_slice(&x86::NOP5);
         // jne still skips 5 bytes: past the ret, into the padding.
-        live.extend_from_slice(&[0x85, 0xc0, 0x75, 0x05, 0xeb, 0xb0, 0xc3]);
-        live.resize(PROLOGUE.len() + tail.len(), 0xcc);
+        let live = relaxed_live(
+            &[0x85, 0xc0, 0x75, 0x05, 0xeb, 0xb0, 0xc3],
+            PROLOGUE.len() + tail.len(),
+        );
         let (result, _) = run(&p, ADDR, &live);
         assert_eq!(
             result.unwrap_err().reason,
@@ -2841,10 +2849,7 @@ mod tests {
         // Pre: jne rel32 other; live: je rel8.
         let tail = [0x0f, 0x85, 0, 0, 0, 0, 0xc3];
         let p = relaxed_payload(&tail, &[branch(14, "other")]);
-        let mut live = PROLOGUE.to_vec();
-        live[4..9].copy_from_slice(&x86::NOP5);
-        live.extend_from_slice(&[0x74, 0x10, 0xc3]);
-        live.resize(PROLOGUE.len() + tail.len(), 0xcc);
+        let live = relaxed_live(&[0x74, 0x10, 0xc3], PROLOGUE.len() + tail.len());
         let (result, _) = run(&p, ADDR, &live);
         assert!(matches!(
             result.unwrap_err().reason,
@@ -2875,10 +2880,7 @@ mod tests {
         // jmp __x86_return_thunk live as `eb`: not a form the kernel writes.
         let tail = [0xe9, 0, 0, 0, 0];
         let p = relaxed_payload(&tail, &[branch(13, "__x86_return_thunk")]);
-        let mut live = PROLOGUE.to_vec();
-        live[4..9].copy_from_slice(&x86::NOP5);
-        live.extend_from_slice(&[0xeb, 0x10]);
-        live.resize(PROLOGUE.len() + tail.len(), 0xcc);
+        let live = relaxed_live(&[0xeb, 0x10], PROLOGUE.len() + tail.len());
         let (result, _) = run(&p, ADDR, &live);
         assert!(result.is_err());
     }
