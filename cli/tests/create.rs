@@ -2,56 +2,15 @@
 //! sources, with the patches in tests/patches/. Needs the test kernel
 //! (`make kernel`; `make test` builds it first).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 
+use common::{create, kernel_dir, patch};
 use ksplice_core::payload::Payload;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn kernel_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/test-kernel"))
-            .arg("--print-dir")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/test-kernel failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-}
-
-fn patch(name: &str) -> PathBuf {
-    repo().join("tests/patches").join(name)
-}
-
-fn create(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_ksplice-create"))
-        .arg("--kernel")
-        .arg(kernel_dir())
-        .arg("-q")
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// `--explain` output as (action, function) pairs, e.g. ("replace", "f").
 fn explain(name: &str) -> BTreeSet<(String, String)> {

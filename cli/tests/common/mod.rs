@@ -16,18 +16,22 @@ pub fn repo() -> PathBuf {
 /// The test kernel's build directory (built first if needed).
 pub fn kernel_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/test-kernel"))
-            .arg("--print-dir")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/test-kernel failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
+    DIR.get_or_init(|| test_kernel(&[]))
+}
+
+/// What `scripts/test-kernel --print-dir` prints with `env`.
+fn test_kernel(env: &[(&str, &str)]) -> PathBuf {
+    let out = Command::new(repo().join("scripts/test-kernel"))
+        .arg("--print-dir")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/test-kernel failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 pub fn patch(name: &str) -> PathBuf {
@@ -59,16 +63,5 @@ pub fn create(args: &[&str]) -> Output {
 /// The build directory of another test kernel (`KERNEL`, `KCONFIG_BASE`),
 /// built first if needed: that takes half an hour for a defconfig.
 pub fn other_kernel_dir(version: &str, base: &str) -> PathBuf {
-    let out = Command::new(repo().join("scripts/test-kernel"))
-        .arg("--print-dir")
-        .env("KERNEL", version)
-        .env("KCONFIG_BASE", base)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/test-kernel failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    test_kernel(&[("KERNEL", version), ("KCONFIG_BASE", base)])
 }
