@@ -24,7 +24,7 @@ export KERNEL_SOURCE KERNEL KERNEL_FLAVOUR
 KDIR ?= $(shell KERNEL_SOURCE="$(KERNEL_SOURCE)" KERNEL="$(KERNEL)" KERNEL_FLAVOUR="$(KERNEL_FLAVOUR)" \
 	  scripts/test-kernel --print-dir)
 
-.PHONY: all kernel kmod cli deb updates test-modules host-test harness-test package-test lint vm-test stress-test debian-test eval eval-quick test demo clean rust-toolchain
+.PHONY: all kernel kmod cli deb updates test-modules host-test harness-test package-test lint vm-test stress-test debian-test eval eval-quick bench-headers test demo clean rust-toolchain
 
 all: kmod cli
 
@@ -57,7 +57,7 @@ test-modules: kernel
 
 # The ksplice-create tests run against the cached test kernel.
 host-test: rust-toolchain kernel
-	cargo test --workspace --locked
+	eval "$$(scripts/test-kernel --print-env)" && cargo test --workspace --locked
 
 lint: rust-toolchain
 	cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -90,8 +90,15 @@ debian-test: cli
 # stable releases, each created, applied, exercised and undone on the
 # defconfig test kernel it fixes. Two kernel builds of 20-40 min, then hours.
 eval: cli
-	@rc=0; for r in "7.2.9 7.2.11" "7.2.11 7.2.12"; do \
+	@rc=0; eval "$$(scripts/test-kernel --print-env)"; \
+	cargo test -q -p ksplice-cli --test headers --test real_fixes -- --ignored || rc=1; \
+	for r in "7.2.9 7.2.11" "7.2.11 7.2.12"; do \
 	  KCONFIG_BASE=defconfig scripts/eval-stable $$r || rc=1; done; exit $$rc
+
+# Header changes that about 3,000 objects of the defconfig kernel include,
+# timed against a full build of it (scripts/bench-headers; an hour or more).
+bench-headers: cli
+	scripts/bench-headers
 
 # A few of those fixes on the tinyconfig build of 7.2.9 (make test), and a
 # real fix that changes a layout, refused, then rewritten with shadow data,

@@ -9,14 +9,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::path::Path;
 
-use common::{create_in, other_kernel_dir, patch};
+use common::{create_in, defconfig_kernel_dir, patch};
 
-fn kernel_7_2_9() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| other_kernel_dir("7.2.9", "defconfig"))
+fn kernel_7_2_9() -> &'static Path {
+    defconfig_kernel_dir()
 }
 
 /// `--explain` on a real fix: (exit code, stderr).

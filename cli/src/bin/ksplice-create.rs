@@ -11,7 +11,7 @@ use ksplice::create::seal::{self, Signer};
 use ksplice::create::{self, emit, Request};
 use ksplice::metadata::Metadata;
 use ksplice::{Error, ExitStatus};
-use log::info;
+use log::{debug, info};
 
 fn run(args: &CreateArgs, report: &mut Report, link: &mut Duration) -> Result<ExitStatus, Error> {
     let patch_text = std::fs::read_to_string(&args.patch).map_err(|source| Error::Io {
@@ -133,15 +133,22 @@ fn run(args: &CreateArgs, report: &mut Report, link: &mut Duration) -> Result<Ex
 }
 
 fn explain(analysis: &create::Analysis) {
+    let mut same = 0;
     for (object, because) in &analysis.rebuilt {
         if analysis.compiled.contains(object) {
             println!("rebuilt {object} ({})", because.join(", "));
         } else {
-            println!(
-                "same    {object} ({}): preprocessed source unchanged",
+            debug!(
+                "{object} ({}): preprocessed source unchanged",
                 because.join(", ")
             );
+            same += 1;
         }
+    }
+    if same > 0 {
+        println!(
+            "same    {same} objects: preprocessed source unchanged, not compiled (-v lists them)"
+        );
     }
     for unit in &analysis.units {
         println!("{}:", unit.object);

@@ -20,11 +20,21 @@ use super::CreateError;
 
 /// What a job makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub enum Step<'a> {
     /// The object file, with `-ffunction-sections -fdata-sections`.
     Compile,
     /// The preprocessed source, to stdout.
     Preprocess,
+    /// The preprocessed source with `-dU` (each macro the source expands or
+    /// tests, at its first use), and whether any of these macros is used:
+    /// expanded, tested, or left in the output as a plain identifier.
+    PreprocessUses(&'a BTreeSet<String>),
+}
+
+impl Step<'_> {
+    fn preprocesses(self) -> bool {
+        !matches!(self, Step::Compile)
+    }
 }
 
 /// One run of a compile command.
@@ -36,7 +46,7 @@ pub struct Job<'a> {
     /// The overlay of patched files searched before the source tree.
     pub overlay: Option<&'a Path>,
     /// Compile or preprocess.
-    pub step: Step,
+    pub step: Step<'a>,
 }
 
 /// The arguments (after argv\[0\]) that run `command` for `job`. `argv`
@@ -52,38 +62,35 @@ pub fn rewrite(
     srctree: &Path,
     overlay: Option<&Path>,
     exists: impl Fn(&Path) -> bool,
-    step: Step,
+    step: Step<'_>,
     out: &Path,
     dep: &Path,
 ) -> Vec<String> {
-    let src = srctree.to_string_lossy();
     let n = argv.len();
     let mut args: Vec<String> = Vec::with_capacity(n + 8);
     for (i, arg) in argv.iter().enumerate().skip(1) {
         let mut arg = arg.clone();
         if let Some(overlay) = overlay {
-            let in_overlay = |rest: &str| overlay.join(rest.trim_start_matches('/'));
-            let overlay_text = overlay.to_string_lossy();
-            if let Some(dir) = arg
-                .strip_prefix("-I")
-                .and_then(|d| d.strip_prefix(src.as_ref()))
-            {
-                // Patched headers shadow the originals, directory by directory.
-                if exists(&in_overlay(dir)) {
-                    args.push(format!("-I{overlay_text}{dir}"));
+            if i == n - 1 {
+                // The source itself, read from the overlay (which links
+                // every file next to it); a source the build generated in
+                // the objtree is not there and is read where it is.
+                let rest = arg
+                    .strip_prefix(&*srctree.to_string_lossy())
+                    .unwrap_or(&arg)
+                    .to_owned();
+                let in_overlay = overlay.join(rest.trim_start_matches('/'));
+                if exists(&in_overlay) {
+                    arg = in_overlay.to_string_lossy().into_owned();
                 }
-            } else if let Some(map) = arg
-                .strip_prefix("-fmacro-prefix-map=")
-                .and_then(|m| m.strip_prefix(src.as_ref()))
-            {
-                args.push(format!("-fmacro-prefix-map={overlay_text}{map}"));
-            } else if let Some(rest) = arg.strip_prefix(src.as_ref()) {
-                // The source itself, and `-include`d files that were patched.
-                if i == n - 1 || exists(&in_overlay(rest)) {
-                    arg = format!("{overlay_text}{rest}");
+            } else {
+                let mapped = overlay_args(&arg, srctree, overlay, &exists);
+                if let [one] = mapped.as_slice() {
+                    arg = one.clone();
+                } else {
+                    args.extend(mapped);
+                    continue;
                 }
-            } else if i == n - 1 {
-                arg = in_overlay(&arg).to_string_lossy().into_owned();
             }
         }
         let dep_arg = arg.starts_with("-Wp,-MMD,") || arg.starts_with("-Wp,-MD,");
@@ -91,14 +98,57 @@ pub fn rewrite(
             (Step::Compile, _) if i == n - 4 => {
                 args.extend(["-ffunction-sections".into(), "-fdata-sections".into(), arg]);
             }
+            (Step::PreprocessUses(_), _) if i == n - 4 => {
+                args.extend(["-E".into(), "-dU".into()]);
+            }
             (Step::Preprocess, _) if i == n - 4 => args.push("-E".into()),
             (_, _) if i == n - 2 => args.push(out.to_string_lossy().into_owned()),
             (Step::Compile, _) if dep_arg => args.push(format!("-Wp,-MMD,{}", dep.display())),
-            (Step::Preprocess, _) if dep_arg => {}
+            (_, _) if dep_arg => {}
             _ => args.push(arg),
         }
     }
     args
+}
+
+/// One compiler argument redirected to the overlay: an `-I` into the
+/// source tree becomes the same directory in the overlay (only where
+/// `exists` says the overlay has it: kbuild's `-Werror=missing-include-dirs`
+/// rejects a missing one) followed by the original; `-fmacro-prefix-map`
+/// (so `__FILE__` stays relative for overlay files) is added for the
+/// overlay; a file of the source tree (an `-include`d header) is read from
+/// the overlay where the overlay has it. Other arguments are kept.
+pub fn overlay_args(
+    arg: &str,
+    srctree: &Path,
+    overlay: &Path,
+    exists: &impl Fn(&Path) -> bool,
+) -> Vec<String> {
+    let src = srctree.to_string_lossy();
+    let overlay_text = overlay.to_string_lossy();
+    let in_overlay = |rest: &str| overlay.join(rest.trim_start_matches('/'));
+    if let Some(dir) = arg
+        .strip_prefix("-I")
+        .and_then(|d| d.strip_prefix(src.as_ref()))
+    {
+        // Patched headers shadow the originals, directory by directory.
+        if exists(&in_overlay(dir)) {
+            return vec![format!("-I{overlay_text}{dir}"), arg.to_owned()];
+        }
+    } else if let Some(map) = arg
+        .strip_prefix("-fmacro-prefix-map=")
+        .and_then(|m| m.strip_prefix(src.as_ref()))
+    {
+        return vec![
+            format!("-fmacro-prefix-map={overlay_text}{map}"),
+            arg.to_owned(),
+        ];
+    } else if let Some(rest) = arg.strip_prefix(src.as_ref()) {
+        if exists(&in_overlay(rest)) {
+            return vec![format!("{overlay_text}{rest}")];
+        }
+    }
+    vec![arg.to_owned()]
 }
 
 /// Builds an overlay of the source tree in `dir`: `files` (path relative
@@ -160,6 +210,19 @@ pub enum Output {
     /// A digest of the preprocessed source, without what does not reach
     /// the object code (see [`preprocessed_digest`]).
     Preprocessed([u8; 32]),
+    /// The same, and whether the source uses one of the macros of
+    /// [`Step::PreprocessUses`].
+    PreprocessedUses { digest: [u8; 32], uses: bool },
+}
+
+impl Output {
+    /// The digest of preprocessed source.
+    pub fn digest(&self) -> Option<&[u8; 32]> {
+        match self {
+            Output::Object => None,
+            Output::Preprocessed(d) | Output::PreprocessedUses { digest: d, .. } => Some(d),
+        }
+    }
 }
 
 /// Runs one job in `objtree` (where kbuild ran the command).
@@ -178,9 +241,10 @@ pub fn run(
     }
     let argv = &job.command.argv;
     let stdout = Path::new("-");
-    let target = match job.step {
-        Step::Compile => out.as_path(),
-        Step::Preprocess => stdout,
+    let target = if job.step.preprocesses() {
+        stdout
+    } else {
+        out.as_path()
     };
     let args = rewrite(
         argv,
@@ -214,6 +278,10 @@ pub fn run(
     Ok(match job.step {
         Step::Compile => Output::Object,
         Step::Preprocess => Output::Preprocessed(preprocessed_digest(&output.stdout)),
+        Step::PreprocessUses(names) => Output::PreprocessedUses {
+            digest: preprocessed_digest(&output.stdout),
+            uses: uses_any(&output.stdout, names),
+        },
     })
 }
 
@@ -244,10 +312,7 @@ pub fn run_all(
                 let result = run(objtree, srctree, work_dir, job);
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 if progress {
-                    let what = match job.step {
-                        Step::Compile => "CC",
-                        Step::Preprocess => "CPP",
-                    };
+                    let what = if job.step.preprocesses() { "CPP" } else { "CC" };
                     eprintln!(
                         "[{n}/{}] {what:3} {:4} {}",
                         jobs.len(),
@@ -301,7 +366,10 @@ pub fn preprocessed_digest(text: &[u8]) -> [u8; 32] {
     let mut hash = sha2::Sha256::new();
     for line in text.split(|&b| b == b'\n') {
         let line = line.trim_ascii();
-        if line.is_empty() || (!reads_markers && is_line_marker(line)) {
+        if line.is_empty()
+            || (!reads_markers && is_line_marker(line))
+            || macro_directive(line).is_some()
+        {
             continue;
         }
         hash.update(line);
@@ -321,6 +389,53 @@ fn is_line_marker(line: &[u8]) -> bool {
         .unwrap_or(rest)
         .trim_ascii_start();
     rest.first().is_some_and(u8::is_ascii_digit)
+}
+
+/// The macro a `#define NAME ...` or `#undef NAME` line of `-dU` output
+/// names (preprocessed text has no other directives: a line of code never
+/// starts with `#define`).
+fn macro_directive(line: &[u8]) -> Option<&[u8]> {
+    let rest = line
+        .strip_prefix(b"#define ")
+        .or_else(|| line.strip_prefix(b"#undef "))?;
+    let end = rest
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// Whether `-dU` output uses one of `names`: lists it as expanded or
+/// tested, or has it as an identifier (a macro not defined where it
+/// appears stays in the text; a changed definition would expand it).
+pub fn uses_any(text: &[u8], names: &BTreeSet<String>) -> bool {
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    text.split(|&b| b == b'\n').any(|line| {
+        if let Some(name) = macro_directive(line.trim_ascii()) {
+            return names.iter().any(|n| n.as_bytes() == name);
+        }
+        names.iter().any(|name| {
+            let name = name.as_bytes();
+            let mut from = 0;
+            while let Some(at) = find(&line[from..], name) {
+                let start = from + at;
+                let end = start + name.len();
+                let before = start.checked_sub(1).and_then(|i| line.get(i)).copied();
+                if !before.is_some_and(is_ident) && !line.get(end).copied().is_some_and(is_ident) {
+                    return true;
+                }
+                from = start + 1;
+            }
+            false
+        })
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -419,6 +534,48 @@ mod tests {
     fn patched_include_files_are_read_from_the_overlay() {
         let args = rewrite_with(&["include", "include/linux/kconfig.h"], Step::Compile);
         assert!(args.contains(&"/ov/include/linux/kconfig.h".to_owned()));
+    }
+
+    #[test]
+    fn macro_uses_are_found_in_du_output_and_left_out_of_the_digest() {
+        let names: BTreeSet<String> = ["MT_NEW".to_owned()].into();
+        // Expanded or tested: -dU lists it.
+        assert!(uses_any(
+            b"# 1 \"x.c\"\n#define MT_NEW 2\nint a = 2;\n",
+            &names
+        ));
+        assert!(uses_any(b"#undef MT_NEW\nint a;\n", &names));
+        // Not a macro where it appears: the identifier is still there.
+        assert!(uses_any(b"int a = MT_NEW + 1;\n", &names));
+        // Other names, longer identifiers, other macros: no use.
+        assert!(!uses_any(
+            b"#define MT_NEWER 1\nint MT_NEW_X = xMT_NEW;\n",
+            &names
+        ));
+        // The -dU lines do not reach the digest.
+        assert_eq!(
+            preprocessed_digest(b"#define MT_OLD 1\nint a = 1;\n"),
+            preprocessed_digest(b"int a = 1;\n")
+        );
+    }
+
+    #[test]
+    fn preprocessing_with_uses_adds_du() {
+        let names = BTreeSet::new();
+        let args = rewrite(
+            &words(CMD),
+            Path::new(SRC),
+            None,
+            |_| false,
+            Step::PreprocessUses(&names),
+            Path::new("-"),
+            Path::new("/w/x.d"),
+        );
+        let tail: Vec<&str> = args[args.len() - 5..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            ["-E", "-dU", "-o", "-", "/src/drivers/gpu/drm/drm_gem.c"]
+        );
     }
 
     #[test]

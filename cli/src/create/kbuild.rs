@@ -32,6 +32,35 @@ pub struct KernelTree {
     config: BTreeSet<String>,
 }
 
+/// The language an object is compiled from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// C: its functions can be replaced.
+    C,
+    /// C the build generated (in the objtree): ksplice-create cannot
+    /// generate it again from the patched sources.
+    GeneratedC,
+    /// Assembly (`.S`): an update cannot replace it.
+    Assembly,
+    /// Anything else (Rust, a composite object, a generated blob).
+    Other,
+}
+
+/// Where an object's code is in the running kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Linked into vmlinux.
+    Vmlinux,
+    /// Linked into the named loadable module.
+    Module(String),
+    /// Linked into vmlinux only as an `objcopy`'d copy, the named `.pi.o`
+    /// (early boot code): ksplice cannot rebuild that copy.
+    BootCopy(String),
+    /// Not in the running kernel: boot setup code, the decompressor, the
+    /// vDSO (a user-space image), realmode, host tools.
+    Outside,
+}
+
 /// How one object file of vmlinux was compiled.
 #[derive(Clone, Debug)]
 pub struct CompileCommand {
@@ -144,9 +173,37 @@ impl KernelTree {
         }))
     }
 
-    /// Every object whose recorded dependencies include one of `headers`
-    /// (paths relative to the srctree), from all `.o.cmd` files.
-    pub fn objects_depending_on(
+    /// The bindgen command kbuild saved for the generated Rust bindings
+    /// `target` (e.g. `rust/bindings/bindings_generated.rs`), split into
+    /// words, without the commands chained after it.
+    pub fn bindgen_command(&self, target: &str) -> Result<Vec<String>, CreateError> {
+        let (dir, file) = target.rsplit_once('/').unwrap_or(("", target));
+        let cmd_path = self.objtree.join(dir).join(format!(".{file}.cmd"));
+        let text = fs::read_to_string(&cmd_path).map_err(|e| CreateError::io(&cmd_path, e))?;
+        let prefix = format!("savedcmd_{target} := ");
+        let bad = |why| CreateError::BadCmdFile {
+            path: cmd_path.clone(),
+            why,
+        };
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .ok_or_else(|| bad("no savedcmd line"))?;
+        // kbuild writes a `#` in a command as `$(pound)`.
+        let words = split_shell_words(&line.replace("$(pound)", "#"))
+            .ok_or_else(|| bad("unbalanced quotes"))?;
+        let argv: Vec<String> = words.split(|w| w == ";").next().unwrap_or(&[]).to_vec();
+        if !argv.first().is_some_and(|w| w.ends_with("bindgen")) || !argv.iter().any(|w| w == "-o")
+        {
+            return Err(bad("not a 'bindgen HEADER ... -o OUT -- CFLAGS' command"));
+        }
+        Ok(argv)
+    }
+
+    /// Every target whose recorded dependencies include one of `headers`
+    /// (paths relative to the srctree), from all `.o.cmd` and `.rs.cmd`
+    /// files: objects of any source language, and generated Rust bindings.
+    pub fn dependents(
         &self,
         headers: &[String],
     ) -> Result<BTreeMap<String, Vec<String>>, CreateError> {
@@ -181,20 +238,18 @@ impl KernelTree {
                     }
                     continue;
                 }
-                let Some(obj_file) = name
-                    .strip_prefix('.')
-                    .and_then(|n| n.strip_suffix(".o.cmd"))
+                let Some(target) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".cmd"))
                 else {
                     continue;
                 };
+                if !(target.ends_with(".o") || target.ends_with(".rs")) {
+                    continue;
+                }
                 let Ok(text) = fs::read_to_string(&path) else {
                     continue;
                 };
                 let rel_dir = dir.strip_prefix(&self.objtree).unwrap_or(&dir);
-                let object = rel_dir
-                    .join(format!("{obj_file}.o"))
-                    .to_string_lossy()
-                    .into_owned();
+                let target = rel_dir.join(target).to_string_lossy().into_owned();
                 for dep in text.lines().map(|l| l.trim().trim_end_matches('\\').trim()) {
                     let dep_path = if Path::new(dep).is_absolute() {
                         PathBuf::from(dep)
@@ -203,20 +258,82 @@ impl KernelTree {
                     };
                     if let Some(header) = wanted.get(&dep_path) {
                         found
-                            .entry(object.clone())
+                            .entry(target.clone())
                             .or_default()
                             .push((*header).clone());
                     }
                 }
             }
         }
-        // Only objects that kbuild compiled from C count.
-        found.retain(|object, _| {
-            let (d, f) = object.rsplit_once('/').unwrap_or(("", object));
-            let src_c = self.srctree.join(d).join(f.replace(".o", ".c"));
-            src_c.exists()
-        });
         Ok(found)
+    }
+
+    /// The source language of `object`, from the file next to it in the
+    /// srctree.
+    pub fn source_kind(&self, object: &str) -> SourceKind {
+        let stem = object.strip_suffix(".o").unwrap_or(object);
+        if self.srctree.join(format!("{stem}.c")).is_file() {
+            SourceKind::C
+        } else if self.objtree.join(format!("{stem}.c")).is_file() {
+            SourceKind::GeneratedC
+        } else if self.srctree.join(format!("{stem}.S")).is_file() {
+            SourceKind::Assembly
+        } else {
+            SourceKind::Other
+        }
+    }
+
+    /// Where the code of `object` ends up in the running kernel.
+    /// `vmlinux` and `modules` are [`Self::vmlinux_objects`] and
+    /// [`Self::module_objects`].
+    pub fn place_of(
+        object: &str,
+        vmlinux: &BTreeSet<String>,
+        modules: &BTreeMap<String, String>,
+    ) -> Place {
+        if vmlinux.contains(object) {
+            return Place::Vmlinux;
+        }
+        if let Some(module) = modules.get(object) {
+            return Place::Module(module.clone());
+        }
+        // Early boot code is compiled, then copied with objcopy (symbols
+        // renamed `__pi_*`) into the object vmlinux links.
+        let copy = format!("{}.pi.o", object.strip_suffix(".o").unwrap_or(object));
+        if vmlinux.contains(&copy) {
+            return Place::BootCopy(copy);
+        }
+        Place::Outside
+    }
+
+    /// The objects linked into loadable modules, each with its module's
+    /// name: from `modules.order` and each module's `.mod` member list (a
+    /// module of one object has none).
+    pub fn module_objects(&self) -> Result<BTreeMap<String, String>, CreateError> {
+        let path = self.objtree.join("modules.order");
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(CreateError::io(&path, e)),
+        };
+        let mut objects = BTreeMap::new();
+        for module in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let stem = module.strip_suffix(".o").unwrap_or(module);
+            let name = module_name_of(stem);
+            let mod_path = self.objtree.join(format!("{stem}.mod"));
+            match fs::read_to_string(&mod_path) {
+                Ok(members) => {
+                    for member in members.split_whitespace() {
+                        objects.insert(member.to_owned(), name.clone());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    objects.insert(module.to_owned(), name.clone());
+                }
+                Err(e) => return Err(CreateError::io(&mod_path, e)),
+            }
+        }
+        Ok(objects)
     }
 
     /// Every object linked into vmlinux, relative to the objtree: the
@@ -234,7 +351,12 @@ impl KernelTree {
                 .map(str::to_owned)
                 .collect());
         }
-        let mut objects = BTreeSet::new();
+        // scripts/link-vmlinux.sh links these beside the archives.
+        let mut objects: BTreeSet<String> = ["init/version-timestamp.o", ".vmlinux.export.o"]
+            .into_iter()
+            .filter(|o| self.objtree.join(o).is_file())
+            .map(str::to_owned)
+            .collect();
         for archive in ["vmlinux.a", "lib/lib.a", "arch/x86/lib/lib.a"] {
             let path = self.objtree.join(archive);
             let Ok(data) = fs::read(&path) else {
@@ -600,7 +722,7 @@ mod tests {
             ["fs/proc/loadavg.o", "kernel/fork.o"]
         );
         let err = tree
-            .objects_depending_on(&["include/linux/fs.h".to_owned()])
+            .dependents(&["include/linux/fs.h".to_owned()])
             .unwrap_err();
         assert!(err.is_refusal(), "{err}");
         assert!(err.to_string().contains("include/linux/fs.h"), "{err}");

@@ -2,7 +2,11 @@
 //!
 //! 1. apply the patch in memory (`patch`), refusing what cannot be updated;
 //! 2. find the affected objects: changed `.c` files plus every object whose
-//!    kbuild dependencies name a changed header (`kbuild`);
+//!    kbuild dependencies name a changed header (`kbuild`), unless the
+//!    header's tokens are unchanged (`patch`); objects outside the running
+//!    kernel are listed and skipped, code an update cannot replace
+//!    (assembly, boot copies, generated C, Rust through its `bindings`)
+//!    must come out unchanged;
 //! 3. compile each twice with the kernel's own saved command plus
 //!    `-ffunction-sections -fdata-sections` (`compile`): pre from the
 //!    untouched source, post with an overlay of the patched files searched
@@ -16,6 +20,7 @@
 //! The user's kernel tree is only read: every output goes to a scratch
 //! directory.
 
+pub mod bindings;
 pub mod compile;
 pub mod emit;
 pub mod hooks;
@@ -30,10 +35,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::debug;
 
 use self::compile::{Job, Step};
-use self::kbuild::{CompileCommand, KernelTree};
+use self::kbuild::{CompileCommand, KernelTree, Place, SourceKind};
 use self::patch::FileKind;
 
 /// Why an update cannot be created.
@@ -153,6 +158,18 @@ pub struct Affected {
     pub command: CompileCommand,
     /// The changed files it depends on.
     pub because: Vec<String>,
+    /// Whether the update may replace its code.
+    pub role: Role,
+}
+
+/// What the update may do with an affected object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Replace the functions the patch changes.
+    Patch,
+    /// Nothing: the reason says why its code cannot be replaced, and the
+    /// update is refused if the patch changes its preprocessed source.
+    Fixed(String),
 }
 
 /// The outcome of the differencing, before any module is built.
@@ -207,66 +224,73 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
     let files = patch::apply_on(req.patch_text, &tree.srctree, &base)?;
     let mut notes = Vec::new();
 
-    let mut affected: BTreeMap<String, Affected> = BTreeMap::new();
-    let headers: Vec<String> = files
-        .iter()
-        .filter(|f| f.kind == FileKind::Header)
-        .map(|f| f.path.clone())
-        .collect();
-    // Objects of vmlinux and of loadable modules; the rest (the boot
-    // decompressor, the vDSO, ...) is not code ksplice can reach.
-    let in_vmlinux = tree.vmlinux_objects()?;
-    let command_of = |object: &str| -> Result<Option<CompileCommand>, CreateError> {
-        if in_vmlinux.contains(object) {
-            return tree.compile_command(object);
+    // A header whose tokens are unchanged (a comment, spacing) reaches no
+    // object's code.
+    let mut headers: Vec<String> = Vec::new();
+    for file in files.iter().filter(|f| f.kind == FileKind::Header) {
+        if patch::same_tokens(&file.pre_text, &file.post_text) {
+            notes.push(format!(
+                "{}: only comments or spacing change; no object can change",
+                file.path
+            ));
+        } else {
+            headers.push(file.path.clone());
         }
-        Ok(tree
-            .compile_command(object)
-            .ok()
-            .flatten()
-            .filter(|c| c.module.is_some()))
-    };
-    let mut add =
-        |object: String, command: CompileCommand, because: &mut dyn Iterator<Item = String>| {
-            affected
-                .entry(object)
-                .or_insert(Affected {
-                    command,
-                    because: Vec::new(),
-                })
-                .because
-                .extend(because);
-        };
+    }
+    // When the headers change only macros, only objects that use one can
+    // change.
+    let macros = files
+        .iter()
+        .filter(|f| headers.contains(&f.path))
+        .map(|f| patch::changed_macros(&f.pre_text, &f.post_text))
+        .try_fold(BTreeSet::new(), |mut all, names| {
+            all.extend(names?);
+            Some(all)
+        });
+    if let Some(names) = &macros {
+        debug!("the headers change only macros: {names:?}");
+    }
+    let placement = Placement::of(&tree)?;
+    let mut affected: BTreeMap<String, Affected> = BTreeMap::new();
+    let mut outside = Vec::new();
     for file in files.iter().filter(|f| f.kind == FileKind::CSource) {
         let object = format!("{}.o", file.path.trim_end_matches(".c"));
-        match command_of(&object)? {
-            Some(command) => add(object, command, &mut std::iter::once(file.path.clone())),
+        match placement.reach(&tree, &object)? {
+            Some((command, role)) => {
+                add_affected(&mut affected, object, command, role, [file.path.clone()])
+            }
             None => notes.push(format!(
                 "{}: not built into this kernel's vmlinux or modules; skipped",
                 file.path
             )),
         }
     }
+    let mut generated_bindings = Vec::new();
     if !headers.is_empty() {
-        let mut elsewhere = 0;
-        for (object, hs) in tree.objects_depending_on(&headers)? {
-            match command_of(&object)? {
-                Some(command) => add(object, command, &mut hs.into_iter()),
-                None => elsewhere += 1,
+        for (target, hs) in tree.dependents(&headers)? {
+            if target.ends_with(".rs") {
+                generated_bindings.push(target);
+                continue;
+            }
+            match placement.reach(&tree, &target)? {
+                Some((command, role)) => add_affected(&mut affected, target, command, role, hs),
+                None => outside.push(target),
             }
         }
-        if elsewhere > 0 {
-            notes.push(format!(
-                "{elsewhere} objects outside vmlinux and modules (boot code, vDSO, ...) \
-                 include a changed header; skipped"
-            ));
-        }
     }
-    if affected.is_empty() {
+    if !outside.is_empty() {
+        notes.push(format!(
+            "{} objects that include a changed header are not part of vmlinux or a module \
+             (boot setup, the decompressor, the vDSO, realmode, tools); skipped: {}",
+            outside.len(),
+            outside.join(" ")
+        ));
+    }
+    if affected.is_empty() && generated_bindings.is_empty() {
         return Err(CreateError::NoChanges);
     }
     for (object, a) in &affected {
-        info!("{object}: rebuilt because of {}", a.because.join(", "));
+        debug!("{object}: affected by {}", a.because.join(", "));
     }
 
     // Each build sees its files through an overlay searched before the
@@ -274,14 +298,16 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
     // left them, post also the patched files.
     let pre_overlay = req.work_dir.join("pre-overlay");
     let overlay = req.work_dir.join("overlay");
+    let binding_headers: Vec<PathBuf> = generated_bindings
+        .iter()
+        .filter_map(|t| tree.bindgen_command(t).ok())
+        .filter_map(|argv| argv.get(1).map(PathBuf::from))
+        .collect();
     let sources: Vec<&Path> = affected
         .values()
-        .map(|a| {
-            a.command
-                .source
-                .strip_prefix(&tree.srctree)
-                .unwrap_or(&a.command.source)
-        })
+        .map(|a| a.command.source.as_path())
+        .chain(binding_headers.iter().map(PathBuf::as_path))
+        .map(|source| source.strip_prefix(&tree.srctree).unwrap_or(source))
         .collect();
     let pre_files: Vec<(&str, &str)> = base.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
     let mut post_files = pre_files.clone();
@@ -304,114 +330,66 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
     }
     compile::make_overlay(&overlay, &tree.srctree, &post_files, &sources)?;
     let pre_overlay = (!base.is_empty()).then_some(pre_overlay);
-    let job = |object: &str, variant: &'static str, step: Step| Job {
-        command: &affected[object].command,
-        variant,
-        overlay: if variant == "pre" {
-            pre_overlay.as_deref()
-        } else {
-            Some(&overlay)
-        },
-        step,
+    let mut build = Build {
+        tree: &tree,
+        req,
+        affected: &affected,
+        pre_overlay: pre_overlay.as_deref(),
+        overlay: &overlay,
+        units: Vec::new(),
+        notes: Vec::new(),
+        layout: layout::Report::default(),
+        compiled: Vec::new(),
+        timings: Timings::default(),
+        macros,
+        checked: 0,
+        differ: 0,
+        started: Instant::now(),
     };
-    let both = |object: &str, step: Step| [job(object, "pre", step), job(object, "post", step)];
-    let mut timings = Timings::default();
-
-    // A header change reaches many objects and leaves most of their code
-    // alone: preprocess them first (far cheaper than compiling) and compile
-    // only those whose preprocessed source differs.
-    let mut compiled: Vec<String> = affected.keys().cloned().collect();
-    if !headers.is_empty() {
-        let started = Instant::now();
-        let jobs: Vec<Job> = compiled
-            .iter()
-            .flat_map(|o| both(o, Step::Preprocess))
-            .collect();
-        let digests = compile::run_all(
-            &tree.objtree,
-            &tree.srctree,
-            req.work_dir,
-            &jobs,
-            req.progress,
-        )?;
-        let mut pairs = digests.chunks(2);
-        compiled.retain(|object| {
-            let same = matches!(
-                pairs.next(),
-                Some([compile::Output::Preprocessed(a), compile::Output::Preprocessed(b)]) if a == b
-            );
-            if same {
-                debug!("{object}: same preprocessed source before and after; not compiled");
-            }
-            !same
-        });
-        timings.preprocess = started.elapsed();
-    }
     // The objects of the changed .c files first: a refusal they lead to
     // comes before the (possibly thousands of) includers of a header are
-    // compiled.
-    let (direct, includers): (Vec<&String>, Vec<&String>) = compiled.iter().partition(|o| {
+    // preprocessed.
+    let (direct, checked): (Vec<String>, Vec<String>) = affected.keys().cloned().partition(|o| {
+        let a = &affected[o.as_str()];
         let source = o.trim_end_matches(".o").to_owned() + ".c";
-        affected[o.as_str()].because.contains(&source)
+        a.role == Role::Patch && a.because.contains(&source)
     });
-    let mut units = Vec::new();
-    let mut layout = layout::Report::default();
-    for batch in [direct, includers] {
-        if batch.is_empty() {
-            continue;
-        }
-        let batch_start = units.len();
-        let started = Instant::now();
-        let jobs: Vec<Job> = batch.iter().flat_map(|o| both(o, Step::Compile)).collect();
-        compile::run_all(
-            &tree.objtree,
-            &tree.srctree,
-            req.work_dir,
-            &jobs,
-            req.progress,
-        )?;
-        timings.compile += started.elapsed();
-        let started = Instant::now();
-        for object in batch {
-            let pre_path = req.work_dir.join("pre").join(object);
-            let post_path = req.work_dir.join("post").join(object);
-            let pre = objdiff::Object::read(&pre_path)?;
-            let post = objdiff::Object::read(&post_path)?;
-            let diff = objdiff::diff(object, &pre, &post)?;
-            notes.extend(diff.notes.iter().cloned());
-            if diff.changed.is_empty()
-                && diff.new_functions.is_empty()
-                && diff.changed_rodata.is_empty()
-                && diff.new_data.is_empty()
-                && diff.changed_data.is_empty()
-            {
-                debug!("{object}: no code changes");
-                continue;
-            }
-            units.push(emit::Unit {
-                object: object.clone(),
-                module: affected[object.as_str()].command.module.clone(),
-                pre,
-                pre_path,
-                post,
-                post_path,
-                diff,
-            });
-        }
-        timings.compare += started.elapsed();
-        // Per batch, so a header's layout change is refused once the
-        // changed .c files show it, before its includers compile. Before
-        // changed initial values: those are often a layout change's
-        // symptom (an `offsetof` in a table), and the type says more.
-        let found = layout::check(
+    build.compile_and_compare(&direct)?;
+    // The rest (includers of a header, code that must not change, the
+    // latter first) are preprocessed, a few at first, and only those whose
+    // preprocessed source differs are compiled: a header change reaches
+    // many objects and leaves most of their code alone, and a layout
+    // change is refused as soon as some of them show it.
+    let (fixed, includers): (Vec<String>, Vec<String>) = checked
+        .into_iter()
+        .partition(|o| affected[o.as_str()].role != Role::Patch);
+    // A few includers first (a changed type is best named by the layout
+    // check), then what must not change, then the other includers.
+    let split = includers.len().min(FIRST_BATCH);
+    let checked = [&includers[..split], &fixed, &includers[split..]].concat();
+    let (first, rest) = checked.split_at(split);
+    build.preprocess_and_compile(first, checked.len())?;
+    // After the first objects, whose layout check names a changed type
+    // better than the bindings would.
+    for target in &generated_bindings {
+        bindings::check(
             &tree,
-            req,
-            &units[batch_start..],
+            target,
+            req.work_dir,
             pre_overlay.as_deref(),
             &overlay,
         )?;
-        layout.absorb(found);
     }
+    build.preprocess_and_compile(rest, checked.len())?;
+    let Build {
+        mut units,
+        notes: build_notes,
+        layout,
+        compiled,
+        timings,
+        ..
+    } = build;
+    notes.extend(build_notes);
     // A changed initial value is live data the new code cannot reach by
     // copying; the patch's apply hook must write it and its undo hook
     // restore it.
@@ -452,6 +430,333 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         compiled: compiled.into_iter().collect(),
         timings,
     })
+}
+
+fn add_affected(
+    affected: &mut BTreeMap<String, Affected>,
+    object: String,
+    command: CompileCommand,
+    role: Role,
+    because: impl IntoIterator<Item = String>,
+) {
+    affected
+        .entry(object)
+        .or_insert(Affected {
+            command,
+            because: Vec::new(),
+            role,
+        })
+        .because
+        .extend(because);
+}
+
+/// Which objects are in the running kernel, and where.
+struct Placement {
+    vmlinux: BTreeSet<String>,
+    modules: BTreeMap<String, String>,
+    prepared: bool,
+}
+
+impl Placement {
+    fn of(tree: &KernelTree) -> Result<Self, CreateError> {
+        Ok(Self {
+            vmlinux: tree.vmlinux_objects()?,
+            modules: tree.module_objects()?,
+            prepared: tree.objtree.join("ksplice-vmlinux-objects").is_file(),
+        })
+    }
+
+    /// How the update treats `object`, which the patch reaches: `None` when
+    /// it is not in the running kernel; a refusal naming it when it is but
+    /// cannot be rebuilt.
+    fn reach(
+        &self,
+        tree: &KernelTree,
+        object: &str,
+    ) -> Result<Option<(CompileCommand, Role)>, CreateError> {
+        let place = if self.prepared && !self.vmlinux.contains(object) {
+            // A distribution tree has no module member lists: an object is
+            // a module's when building it defines MODULE.
+            match tree.compile_command(object).ok().flatten() {
+                Some(c) if c.module.is_some() => {
+                    return Ok(Some((c, Role::Patch)));
+                }
+                _ => Place::Outside,
+            }
+        } else {
+            KernelTree::place_of(object, &self.vmlinux, &self.modules)
+        };
+        let linked = match &place {
+            Place::Outside => return Ok(None),
+            Place::Vmlinux => "vmlinux".to_owned(),
+            Place::Module(m) => format!("module {m}"),
+            Place::BootCopy(copy) => format!("vmlinux as {copy}"),
+        };
+        let refuse = |why: String| {
+            Err(CreateError::UnsupportedChange {
+                path: object.to_owned(),
+                why: format!("linked into {linked}, but {why}"),
+            })
+        };
+        let role = match (&place, tree.source_kind(object)) {
+            (Place::BootCopy(copy), _) => Role::Fixed(format!(
+                "its code is in vmlinux only as the objcopy'd {copy} (early boot code), \
+                 which an update cannot rebuild"
+            )),
+            (_, SourceKind::Assembly) => {
+                Role::Fixed("it is assembly, which an update cannot replace".into())
+            }
+            (_, SourceKind::GeneratedC) => Role::Fixed(
+                "its C source is generated by the build, which ksplice-create does not redo".into(),
+            ),
+            (_, SourceKind::Other) => {
+                return refuse(
+                    "it is not compiled from C or assembly, so an update cannot rebuild it".into(),
+                )
+            }
+            (_, SourceKind::C) => Role::Patch,
+        };
+        match tree.compile_command(object) {
+            Ok(Some(command)) => Ok(Some((command, role))),
+            Ok(None) => refuse("kbuild recorded no command for it".into()),
+            Err(CreateError::BadCmdFile { why, .. }) => {
+                refuse(format!("its compile command cannot be reproduced: {why}"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Compiles and compares affected objects, collecting the units.
+struct Build<'a> {
+    tree: &'a KernelTree,
+    req: &'a Request<'a>,
+    affected: &'a BTreeMap<String, Affected>,
+    pre_overlay: Option<&'a Path>,
+    overlay: &'a Path,
+    units: Vec<emit::Unit>,
+    notes: Vec<String>,
+    layout: layout::Report,
+    compiled: Vec<String>,
+    timings: Timings,
+    /// The macros the changed headers define or undefine, when that is all
+    /// they change (see [`patch::changed_macros`]).
+    macros: Option<BTreeSet<String>>,
+    /// Objects preprocessed so far, and how many of them differ.
+    checked: usize,
+    differ: usize,
+    started: Instant,
+}
+
+/// How many objects a header change preprocesses (and compiles, where they
+/// differ) before the rest: a changed type most of them use is refused
+/// after these.
+const FIRST_BATCH: usize = 8;
+
+impl Build<'_> {
+    fn job<'j>(&'j self, object: &str, variant: &'static str, step: Step<'j>) -> Job<'j> {
+        Job {
+            command: &self.affected[object].command,
+            variant,
+            overlay: if variant == "pre" {
+                self.pre_overlay
+            } else {
+                Some(self.overlay)
+            },
+            step,
+        }
+    }
+
+    fn both<'j>(&'j self, object: &str, step: Step<'j>) -> [Job<'j>; 2] {
+        [
+            self.job(object, "pre", step),
+            self.job(object, "post", step),
+        ]
+    }
+
+    /// Preprocesses `objects` in growing batches; compiles and compares
+    /// those whose preprocessed source differs, and refuses the update if
+    /// one of them is code it cannot replace.
+    /// `total` counts these and those of other calls, for progress.
+    fn preprocess_and_compile(
+        &mut self,
+        objects: &[String],
+        total: usize,
+    ) -> Result<(), CreateError> {
+        let mut done = 0;
+        let mut batch = FIRST_BATCH * 4;
+        while done < objects.len() {
+            let chunk = &objects[done..objects.len().min(done + batch)];
+            batch = (batch * 4).min(256);
+            let pp_started = Instant::now();
+            let differing = self.differing(chunk)?;
+            self.timings.preprocess += pp_started.elapsed();
+            let mut changed = Vec::new();
+            for object in differing {
+                // Assembly is all code: a different source is different
+                // code. C that must not change is compiled and compared.
+                if let Role::Fixed(why) = &self.affected[object.as_str()].role {
+                    if self.tree.source_kind(object) == SourceKind::Assembly {
+                        return Err(CreateError::UnsupportedChange {
+                            path: object.clone(),
+                            why: format!("the patch changes its preprocessed source, and {why}"),
+                        });
+                    }
+                }
+                changed.push(object.clone());
+            }
+            done += chunk.len();
+            self.checked += chunk.len();
+            self.differ += changed.len();
+            self.compile_and_compare(&changed)?;
+            if self.req.progress {
+                let elapsed = self.started.elapsed().as_secs_f64();
+                let left =
+                    elapsed / self.checked as f64 * total.saturating_sub(self.checked) as f64;
+                eprintln!(
+                    "[headers] {}/{total} objects preprocessed, {} differ, {} compiled; \
+                     about {left:.0} s left",
+                    self.checked,
+                    self.differ,
+                    self.compiled.len(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The objects of `chunk` whose preprocessed source the patch changes.
+    /// When the headers change only macros, the pre source is preprocessed
+    /// with the macros it uses listed, and only the objects that use one of
+    /// the changed macros are preprocessed post (the others cannot differ).
+    fn differing<'c>(&self, chunk: &'c [String]) -> Result<Vec<&'c String>, CreateError> {
+        let run = |jobs: &[Job]| {
+            compile::run_all(
+                &self.tree.objtree,
+                &self.tree.srctree,
+                self.req.work_dir,
+                jobs,
+                false,
+            )
+        };
+        let Some(names) = &self.macros else {
+            let jobs: Vec<Job> = chunk
+                .iter()
+                .flat_map(|o| self.both(o, Step::Preprocess))
+                .collect();
+            let digests = run(&jobs)?;
+            return Ok(chunk
+                .iter()
+                .zip(digests.chunks(2))
+                .filter(|(_, pair)| match pair {
+                    [a, b] => a.digest().is_none() || a.digest() != b.digest(),
+                    _ => true,
+                })
+                .map(|(o, _)| o)
+                .collect());
+        };
+        let jobs: Vec<Job> = chunk
+            .iter()
+            .map(|o| self.job(o, "pre", Step::PreprocessUses(names)))
+            .collect();
+        let pre = run(&jobs)?;
+        let using: Vec<(&String, &compile::Output)> = chunk
+            .iter()
+            .zip(&pre)
+            .filter(|(_, out)| {
+                !matches!(out, compile::Output::PreprocessedUses { uses: false, .. })
+            })
+            .collect();
+        let jobs: Vec<Job> = using
+            .iter()
+            .map(|(o, _)| self.job(o, "post", Step::Preprocess))
+            .collect();
+        let post = run(&jobs)?;
+        Ok(using
+            .into_iter()
+            .zip(&post)
+            .filter(|((_, a), b)| a.digest().is_none() || a.digest() != b.digest())
+            .map(|((o, _), _)| o)
+            .collect())
+    }
+
+    /// Compiles `objects` pre and post, compares them function by function
+    /// and checks the layouts of the types the changed ones use.
+    fn compile_and_compare(&mut self, objects: &[String]) -> Result<(), CreateError> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let batch_start = self.units.len();
+        let started = Instant::now();
+        let jobs: Vec<Job> = objects
+            .iter()
+            .flat_map(|o| self.both(o, Step::Compile))
+            .collect();
+        compile::run_all(
+            &self.tree.objtree,
+            &self.tree.srctree,
+            self.req.work_dir,
+            &jobs,
+            self.req.progress,
+        )?;
+        drop(jobs);
+        self.compiled.extend(objects.iter().cloned());
+        self.timings.compile += started.elapsed();
+        let started = Instant::now();
+        for object in objects {
+            let pre_path = self.req.work_dir.join("pre").join(object);
+            let post_path = self.req.work_dir.join("post").join(object);
+            let pre = objdiff::Object::read(&pre_path)?;
+            let post = objdiff::Object::read(&post_path)?;
+            let diff = objdiff::diff(object, &pre, &post)?;
+            self.notes.extend(diff.notes.iter().cloned());
+            if diff.changed.is_empty()
+                && diff.new_functions.is_empty()
+                && diff.changed_rodata.is_empty()
+                && diff.new_data.is_empty()
+                && diff.changed_data.is_empty()
+            {
+                debug!("{object}: no code changes");
+                continue;
+            }
+            if let Role::Fixed(why) = &self.affected[object.as_str()].role {
+                let what = (diff.changed.keys().next())
+                    .or(diff.new_functions.first())
+                    .or(diff.changed_rodata.first())
+                    .or(diff.new_data.first())
+                    .or(diff.changed_data.iter().next())
+                    .cloned()
+                    .unwrap_or_default();
+                return Err(CreateError::UnsupportedChange {
+                    path: object.clone(),
+                    why: format!("the patch changes {what}, and {why}"),
+                });
+            }
+            self.units.push(emit::Unit {
+                object: object.clone(),
+                module: self.affected[object.as_str()].command.module.clone(),
+                pre,
+                pre_path,
+                post,
+                post_path,
+                diff,
+            });
+        }
+        self.timings.compare += started.elapsed();
+        // Per batch, so a header's layout change is refused once the first
+        // objects show it. Before changed initial values: those are often
+        // a layout change's symptom (an `offsetof` in a table), and the
+        // type says more.
+        let found = layout::check(
+            self.tree,
+            self.req,
+            &self.units[batch_start..],
+            self.pre_overlay,
+            self.overlay,
+        )?;
+        self.layout.absorb(found);
+        Ok(())
+    }
 }
 
 /// Names of the functions a unit replaces whose source the patch did not

@@ -168,13 +168,8 @@ pub fn apply_on(
         })?;
 
         let mut touched_names = Vec::new();
-        let mut lines: Vec<String> = patched.split_inclusive('\n').map(str::to_owned).collect();
-        let directive_ok = directive_lines(&patched);
         let original_lines: Vec<&str> = original.lines().collect();
-        // Where the next hunk starts (0-based, in the patched text).
-        let mut next_hunk = lines.len();
-        // Last hunk first, so earlier insertion points stay valid.
-        for hunk in patch.hunks().iter().rev() {
+        for hunk in patch.hunks() {
             // The enclosing definition, as `diff -p` finds it: the nearest
             // line above the hunk that starts with an identifier and has '('.
             let context = hunk.function_context().map(str::to_owned).or_else(|| {
@@ -196,22 +191,8 @@ pub fn apply_on(
                     touched_names.extend(words(l).map(str::to_owned));
                 }
             }
-            let (old, new) = (hunk.old_range(), hunk.new_range());
-            let this_hunk = new.start().saturating_sub(1);
-            if old.len() != new.len() {
-                // diffy's ranges are 1-based: the line after the hunk, or
-                // the first unchanged line after it where a directive is
-                // allowed (not inside a comment or a continued macro).
-                let after = new.start() + new.len() - 1;
-                let at = (after..next_hunk.min(lines.len()))
-                    .find(|&i| directive_ok.get(i).copied().unwrap_or(false));
-                if let Some(at) = at {
-                    let line = old.start() + old.len() + (at - after);
-                    lines.insert(at, format!("#line {line}\n"));
-                }
-            }
-            next_hunk = this_hunk;
         }
+        let post_text = with_line_directives(&patched, &patch);
         touched_names.sort();
         touched_names.dedup();
         files.push(PatchedFile {
@@ -219,11 +200,76 @@ pub fn apply_on(
             plain_post_text: patched.clone(),
             path,
             kind,
-            post_text: lines.concat(),
+            post_text,
             touched_names,
         });
     }
     Ok(files)
+}
+
+/// `patched` with a `#line` directive after each run of changed lines that
+/// changes the number of lines, as upstream klp-build does, so the lines
+/// after it keep their original numbers: at the first line after the run
+/// where a directive may go (not inside a comment or a continued macro),
+/// before the next run.
+fn with_line_directives(patched: &str, patch: &diffy::Patch<'_, str>) -> String {
+    // (0-based index in `patched` of the line after a length-changing run,
+    // that line's number in the original)
+    let mut resume: Vec<(usize, usize)> = Vec::new();
+    // 0-based indices in `patched` where runs of changed lines start.
+    let mut runs: Vec<usize> = Vec::new();
+    for hunk in patch.hunks() {
+        let (old, new) = (hunk.old_range(), hunk.new_range());
+        // An empty range names the line before it.
+        let mut old_no = old.start() + usize::from(old.is_empty());
+        let mut new_no = new.start() + usize::from(new.is_empty());
+        let (mut inserted, mut deleted) = (0, 0);
+        let mut in_run = false;
+        for line in hunk.lines() {
+            match line {
+                diffy::Line::Context(_) => {
+                    if in_run && inserted != deleted {
+                        resume.push((new_no - 1, old_no));
+                    }
+                    (in_run, inserted, deleted) = (false, 0, 0);
+                    old_no += 1;
+                    new_no += 1;
+                }
+                diffy::Line::Insert(_) | diffy::Line::Delete(_) => {
+                    if !in_run {
+                        runs.push(new_no.saturating_sub(1));
+                        in_run = true;
+                    }
+                    if matches!(line, diffy::Line::Insert(_)) {
+                        inserted += 1;
+                        new_no += 1;
+                    } else {
+                        deleted += 1;
+                        old_no += 1;
+                    }
+                }
+            }
+        }
+        if in_run && inserted != deleted {
+            resume.push((new_no - 1, old_no));
+        }
+    }
+    let mut lines: Vec<String> = patched.split_inclusive('\n').map(str::to_owned).collect();
+    let directive_ok = directive_lines(patched);
+    // Last first, so earlier insertion points stay valid.
+    for &(after, old_no) in resume.iter().rev() {
+        let limit = runs
+            .iter()
+            .copied()
+            .find(|&r| r > after)
+            .unwrap_or(lines.len())
+            .min(lines.len());
+        let at = (after..limit).find(|&i| directive_ok.get(i).copied().unwrap_or(false));
+        if let Some(at) = at {
+            lines.insert(at, format!("#line {}\n", old_no + (at - after)));
+        }
+    }
+    lines.concat()
 }
 
 /// For each line of C `text`: whether a preprocessor directive may be
@@ -273,6 +319,152 @@ fn directive_lines(text: &str) -> Vec<bool> {
     ok
 }
 
+/// Whether two versions of a C file give the preprocessor the same tokens
+/// on the same line numbers: they differ only in comments and in the
+/// amount (not the presence) of whitespace between tokens. Then no object
+/// that includes the file can change, so a header change of that kind needs
+/// no object preprocessed. Line numbers count `#line` directives (those
+/// [`apply`] inserts after hunks that change the number of lines), since
+/// `__LINE__` reaches the code; backslash-newlines are joined first, as the
+/// compiler does, so a token split across lines is one token.
+pub fn same_tokens(pre: &str, post: &str) -> bool {
+    token_lines(pre) == token_lines(post)
+}
+
+/// Marks, in [`token_lines`], a logical line that spans several physical
+/// ones (no C line starts with a NUL).
+const SPAN: char = '\0';
+
+/// The macros a header change is made of, when each token line it changes
+/// (as [`same_tokens`] compares them) is a `#define` or an `#undef`: the
+/// names those lines define or undefine. Then an object's preprocessed
+/// source can only change where it expands, tests or mentions one of them.
+/// `None` when the change touches anything else.
+pub fn changed_macros(pre: &str, post: &str) -> Option<std::collections::BTreeSet<String>> {
+    let mut count: std::collections::HashMap<(usize, String), i64> = Default::default();
+    for line in token_lines(pre) {
+        *count.entry(line).or_default() += 1;
+    }
+    for line in token_lines(post) {
+        *count.entry(line).or_default() -= 1;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for ((_, text), n) in count {
+        if n == 0 || text.starts_with(SPAN) {
+            continue;
+        }
+        names.insert(macro_directive_name(&text)?.to_owned());
+    }
+    Some(names)
+}
+
+/// `NAME` of a normalised `#define NAME...` or `#undef NAME` line.
+fn macro_directive_name(norm: &str) -> Option<&str> {
+    let rest = norm.strip_prefix('#')?.trim_start();
+    let rest = rest
+        .strip_prefix("define ")
+        .or_else(|| rest.strip_prefix("undef "))?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+/// The normalised non-empty lines of C `text`, each with its line number:
+/// comments become one space, whitespace runs one space, lines trimmed;
+/// string and character literals are kept as they are.
+fn token_lines(text: &str) -> Vec<(usize, String)> {
+    // Joining backslash-newlines: each logical line remembers the number of
+    // the physical line it starts on and how many it spans.
+    let mut logical: Vec<(usize, usize, String)> = Vec::new();
+    let mut physical = 0;
+    let mut pending: Option<(usize, usize, String)> = None;
+    for raw in text.split('\n') {
+        physical += 1;
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let (start, span, mut joined) = pending.take().unwrap_or((physical, 0, String::new()));
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                joined.push_str(head);
+                pending = Some((start, span + 1, joined));
+            }
+            None => {
+                joined.push_str(line);
+                logical.push((start, span + 1, joined));
+            }
+        }
+    }
+    logical.extend(pending);
+    let mut out = Vec::new();
+    let mut in_comment = false;
+    // Line numbers as the compiler counts them after `#line N`.
+    let mut offset: isize = 0;
+    for (start, span, line) in logical {
+        let number = start as isize + offset;
+        let mut norm = String::new();
+        let mut space = false;
+        let chars: Vec<char> = line.chars().collect();
+        let mut i = 0;
+        let mut quote: Option<char> = None;
+        while let Some(&c) = chars.get(i) {
+            let next = chars.get(i + 1).copied();
+            if in_comment {
+                if c == '*' && next == Some('/') {
+                    in_comment = false;
+                    space = true;
+                    i += 1;
+                }
+            } else if let Some(q) = quote {
+                norm.push(c);
+                if c == '\\' {
+                    if let Some(n) = next {
+                        norm.push(n);
+                        i += 1;
+                    }
+                } else if c == q {
+                    quote = None;
+                }
+            } else if c == '/' && next == Some('*') {
+                in_comment = true;
+                i += 1;
+            } else if c == '/' && next == Some('/') {
+                break;
+            } else if c.is_whitespace() {
+                space = true;
+            } else {
+                if space && !norm.is_empty() {
+                    norm.push(' ');
+                }
+                space = false;
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                }
+                norm.push(c);
+            }
+            i += 1;
+        }
+        if let Some(target) = line_directive(&norm) {
+            // The line after the directive is number `target`.
+            offset = target as isize - (start + span) as isize;
+            continue;
+        }
+        if !norm.is_empty() {
+            out.push((number.max(0) as usize, norm));
+        }
+        if span > 1 {
+            out.push((number.max(0) as usize, format!("{SPAN}{span}")));
+        }
+    }
+    out
+}
+
+/// `N` of a normalised `#line N` directive.
+fn line_directive(norm: &str) -> Option<usize> {
+    let rest = norm.strip_prefix('#')?.trim_start().strip_prefix("line")?;
+    let rest = rest.trim();
+    rest.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +480,78 @@ mod tests {
     }
 
     #[test]
+    fn a_comment_only_change_keeps_the_same_tokens() {
+        let pre = "/* old */\n#define A(x) (x + 1) // one\nstruct s { int a; };\n";
+        let post = "/* new, and\n * longer */\n#line 2\n#define A(x)  (x +  1)\nstruct s {\tint a; }; /* c */\n";
+        assert!(same_tokens(pre, post));
+    }
+
+    #[test]
+    fn token_changes_whitespace_presence_and_line_moves_are_differences() {
+        let pre = "#define A(x) (x + 1)\nint f(void);\n";
+        // A token changed.
+        assert!(!same_tokens(pre, "#define A(x) (x + 2)\nint f(void);\n"));
+        // `A (x)` is an object-like macro: whitespace presence counts.
+        assert!(!same_tokens(pre, "#define A (x) (x + 1)\nint f(void);\n"));
+        // A comment that shifts later lines, with no `#line`: __LINE__ moves.
+        assert!(!same_tokens(
+            pre,
+            "/* c */\n#define A(x) (x + 1)\nint f(void);\n"
+        ));
+        // A new macro.
+        assert!(!same_tokens(
+            pre,
+            "#define A(x) (x + 1)\n#define B 1\nint f(void);\n"
+        ));
+    }
+
+    #[test]
+    fn comment_markers_inside_literals_and_continued_lines_are_not_comments() {
+        let pre = "const char *s = \"/* not a comment */\";\n";
+        assert!(!same_tokens(pre, "const char *s = \"\";\n"));
+        // A backslash-newline joins a token: `ab` is not `a b`.
+        assert!(!same_tokens("int a\\\nb;\n", "int a\\\n b;\n"));
+        // A `//` comment continued by a backslash swallows the next line.
+        assert!(same_tokens(
+            "// x \\\nint y;\nint z;\n",
+            "// x \\\n int w;\nint z;\n"
+        ));
+    }
+
+    #[test]
+    fn a_comment_hunk_patched_with_a_line_directive_keeps_the_same_tokens() {
+        let src = "struct a {\n\tint x;\n};\nstatic inline int f(void) { return __LINE__; }\n";
+        let dir = tree(&[("include/linux/h.h", src)]);
+        let patch = "--- a/include/linux/h.h\n+++ b/include/linux/h.h\n@@ -1,3 +1,6 @@\n+/*\n+ * A comment.\n+ */\n struct a {\n-\tint x;\n+\tint  x; /* x */\n };\n";
+        let files = apply(patch, dir.path()).unwrap();
+        assert!(same_tokens(&files[0].pre_text, &files[0].post_text));
+        assert!(!same_tokens(&files[0].pre_text, &files[0].plain_post_text));
+    }
+
+    #[test]
+    fn a_change_of_only_define_lines_names_its_macros() {
+        let src = "#define A 1\n#define M(x) \\\n\t(x)\nstruct s { int a; };\n";
+        let dir = tree(&[("include/linux/h.h", src)]);
+        // A macro added, one changed across a continuation, spacing elsewhere.
+        let patch = "--- a/include/linux/h.h\n+++ b/include/linux/h.h\n@@ -1,4 +1,5 @@\n #define A 1\n+#define B 2\n #define M(x) \\\n-\t(x)\n+\t((x) + 1)\n-struct s { int a; };\n+struct s {  int a; };\n";
+        let files = apply(patch, dir.path()).unwrap();
+        let names = changed_macros(&files[0].pre_text, &files[0].post_text).unwrap();
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["B", "M"]);
+        // A changed declaration is not a macro change.
+        let patch = "--- a/include/linux/h.h\n+++ b/include/linux/h.h\n@@ -4,1 +4,1 @@\n-struct s { int a; };\n+struct s { long a; };\n";
+        let files = apply(patch, dir.path()).unwrap();
+        assert_eq!(
+            changed_macros(&files[0].pre_text, &files[0].post_text),
+            None
+        );
+        // Nor is a conditional.
+        assert_eq!(
+            changed_macros("#ifdef A\n#endif\n", "#ifdef B\n#endif\n"),
+            None
+        );
+    }
+
+    #[test]
     fn line_numbers_after_a_growing_hunk_return_to_the_original() {
         let src = "int a;\nint b;\nint c;\nint d;\n";
         let dir = tree(&[("x/f.c", src)]);
@@ -295,7 +559,7 @@ mod tests {
         let files = apply(patch, dir.path()).unwrap();
         assert_eq!(
             files[0].post_text,
-            "int a;\nint a2;\nint b;\n#line 3\nint c;\nint d;\n"
+            "int a;\nint a2;\n#line 2\nint b;\nint c;\nint d;\n"
         );
         assert_eq!(files[0].kind, FileKind::CSource);
         assert!(files[0].touched_names.contains(&"a2".to_owned()));
@@ -303,24 +567,37 @@ mod tests {
 
     #[test]
     fn the_line_directive_waits_for_the_end_of_a_comment_or_macro() {
-        // The hunk's last context line opens a comment (as in a header
-        // gaining two macros): the directive goes after the comment.
-        let src = "#define A 1\n\n/*\n * text\n */\nint x;\n";
+        // A line added inside a comment: the directive goes after it.
+        let src = "#define A 1\n/*\n * text\n */\nint x;\n";
         let dir = tree(&[("f.h", src)]);
-        let patch = "--- a/f.h\n+++ b/f.h\n@@ -1,3 +1,4 @@\n #define A 1\n+#define B 2\n \n /*\n";
+        let patch =
+            "--- a/f.h\n+++ b/f.h\n@@ -1,3 +1,4 @@\n #define A 1\n /*\n+ * more\n  * text\n";
         let files = apply(patch, dir.path()).unwrap();
         assert_eq!(
             files[0].post_text,
-            "#define A 1\n#define B 2\n\n/*\n * text\n */\n#line 6\nint x;\n"
+            "#define A 1\n/*\n * more\n * text\n */\n#line 5\nint x;\n"
         );
-        // ... and after a continued macro definition.
+        // ... and inside a continued macro definition.
         let src = "int a;\n#define M(x) \\\n\t(x)\nint b;\n";
         let dir = tree(&[("g.c", src)]);
-        let patch = "--- a/g.c\n+++ b/g.c\n@@ -1,2 +1,3 @@\n int a;\n+int a2;\n #define M(x) \\\n";
+        let patch =
+            "--- a/g.c\n+++ b/g.c\n@@ -2,2 +2,3 @@\n #define M(x) \\\n+\t(x) + \\\n \t(x)\n";
         let files = apply(patch, dir.path()).unwrap();
         assert_eq!(
             files[0].post_text,
-            "int a;\nint a2;\n#define M(x) \\\n\t(x)\n#line 4\nint b;\n"
+            "int a;\n#define M(x) \\\n\t(x) + \\\n\t(x)\n#line 4\nint b;\n"
+        );
+    }
+
+    #[test]
+    fn each_run_of_changes_in_a_hunk_gets_its_own_line_directive() {
+        let src = "a;\nb;\nc;\nd;\ne;\n";
+        let dir = tree(&[("h.c", src)]);
+        let patch = "--- a/h.c\n+++ b/h.c\n@@ -1,5 +1,5 @@\n+x;\n a;\n b;\n-c;\n-d;\n+cd;\n e;\n";
+        let files = apply(patch, dir.path()).unwrap();
+        assert_eq!(
+            files[0].post_text,
+            "x;\n#line 1\na;\nb;\ncd;\n#line 5\ne;\n"
         );
     }
 

@@ -65,3 +65,15 @@ pub fn create(args: &[&str]) -> Output {
 pub fn other_kernel_dir(version: &str, base: &str) -> PathBuf {
     test_kernel(&[("KERNEL", version), ("KCONFIG_BASE", base)])
 }
+
+/// The defconfig build of Debian's 7.2.9 the kernel-scale tests use:
+/// `KSPLICE_DEFCONFIG_KDIR` if set (an existing build, of an earlier config
+/// fragment, say), else `KERNEL=7.2.9 KCONFIG_BASE=defconfig
+/// scripts/test-kernel` (built first if needed).
+pub fn defconfig_kernel_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var_os("KSPLICE_DEFCONFIG_KDIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => other_kernel_dir("7.2.9", "defconfig"),
+    })
+}

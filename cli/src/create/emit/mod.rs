@@ -499,6 +499,21 @@ impl Emitter {
                 if !namespace.is_empty() {
                     self.namespaces.insert(namespace);
                 }
+                // objtool's static call site for this call (made at the
+                // module's link) names the key when the object names it, as
+                // the kernel's own build does (`__STATIC_CALL_ADDRESSABLE`);
+                // else the trampoline, which the module loader refuses
+                // unless it was exported with EXPORT_STATIC_CALL_TRAMP.
+                if let Some(call) = name.strip_prefix("__SCT__") {
+                    let key = format!("__SCK__{call}");
+                    if let Some(namespace) = self.kernel.export_namespace(&key) {
+                        if !namespace.is_empty() {
+                            self.namespaces.insert(namespace.to_owned());
+                        }
+                        let key = self.elf.undefined(&key);
+                        self.elf.keep_addressable(key);
+                    }
+                }
                 Ok(self.elf.undefined(name))
             }
             Binding::Existing(existing) => {

@@ -146,7 +146,7 @@ impl KernelSymbols {
 
     /// The namespace of an export this module may import. Exports reserved
     /// for named modules (`module:kvm`) are not ours to import.
-    fn importable(&self, name: &str) -> Option<&str> {
+    pub fn export_namespace(&self, name: &str) -> Option<&str> {
         self.exports
             .get(name)
             .map(String::as_str)
@@ -198,7 +198,7 @@ impl KernelSymbols {
         // Undefined here: another file's global. A module's code may have
         // to run before (or without) the module the symbol lives in is
         // loaded, so only vmlinux exports are left to the module loader.
-        if let Some(namespace) = self.importable(name) {
+        if let Some(namespace) = self.export_namespace(name) {
             return Ok(Binding::Export {
                 namespace: namespace.to_owned(),
             });

@@ -29,6 +29,9 @@ pub struct PostElf {
     /// Carried functions without ENDBR: the places table takes their
     /// address, but nothing calls them indirectly (tells objtool so).
     no_endbr: Vec<SymbolId>,
+    /// Symbols the object must name without using them (see
+    /// [`PostElf::keep_addressable`]).
+    addressable: Vec<SymbolId>,
 }
 
 /// A section copied whole from the post object.
@@ -79,6 +82,16 @@ impl PostElf {
             undefined: HashMap::new(),
             places: Vec::new(),
             no_endbr: Vec::new(),
+            addressable: Vec::new(),
+        }
+    }
+
+    /// Makes the object name `symbol` from `.discard.addressable` (as the
+    /// kernel's `__ADDRESSABLE()` does), for tools that look it up by name;
+    /// the module's link drops the section.
+    pub fn keep_addressable(&mut self, symbol: SymbolId) {
+        if !self.addressable.contains(&symbol) {
+            self.addressable.push(symbol);
         }
     }
 
@@ -298,6 +311,18 @@ impl PostElf {
         payload: &[u8],
         hooks: &[(u64, SymbolId)],
     ) -> Result<Vec<u8>, CreateError> {
+        if !self.addressable.is_empty() {
+            let symbols = std::mem::take(&mut self.addressable);
+            let section = self.add_special(
+                ".discard.addressable",
+                vec![0; symbols.len() * 8],
+                8,
+                u64::from(object::elf::SHF_ALLOC | object::elf::SHF_WRITE),
+            );
+            for (i, symbol) in symbols.into_iter().enumerate() {
+                self.relocate(section, i as u64 * 8, symbol, 0, object::elf::R_X86_64_64)?;
+            }
+        }
         // The hook table (`__ksplice_hooks`): (kind, function) pairs.
         if !hooks.is_empty() {
             let table = self.out.add_section(

@@ -727,9 +727,15 @@ fn differences(before: &Definition, after: &Definition) -> (Vec<String>, Vec<Str
     }
 }
 
+/// How many members that only moved a layout change names.
+const MOVES_SHOWN: usize = 3;
+
 fn composite_differences(b: &Composite, a: &Composite) -> (Vec<String>, Vec<String>) {
     // (bit offset, text), sorted by where the change is.
     let mut changes: Vec<(u64, String)> = Vec::new();
+    // Members that only moved: a member added near the start of a big
+    // struct moves hundreds, and the first few say enough.
+    let mut moved: Vec<(u64, String)> = Vec::new();
     let mut renames = Vec::new();
     let before: BTreeMap<&str, &Field> = b.fields.iter().map(|f| (f.name.as_str(), f)).collect();
     let after: BTreeMap<&str, &Field> = a.fields.iter().map(|f| (f.name.as_str(), f)).collect();
@@ -751,7 +757,12 @@ fn composite_differences(b: &Composite, a: &Composite) -> (Vec<String>, Vec<Stri
                 show(f.alignment)
             ));
         }
-        if !what.is_empty() {
+        if what.len() == 1 && old.bit_offset != f.bit_offset {
+            moved.push((
+                f.bit_offset,
+                format!("member {} {}", f.name, what.join(" and ")),
+            ));
+        } else if !what.is_empty() {
             changes.push((
                 f.bit_offset,
                 format!("member {} {}", f.name, what.join(" and ")),
@@ -790,8 +801,14 @@ fn composite_differences(b: &Composite, a: &Composite) -> (Vec<String>, Vec<Stri
             format!("member {} removed from {}", old.name, old.position()),
         ));
     }
+    moved.sort_by_key(|c| c.0);
+    let more_moved = moved.len().saturating_sub(MOVES_SHOWN);
+    changes.extend(moved.into_iter().take(MOVES_SHOWN));
     changes.sort_by_key(|c| c.0);
     let mut changes: Vec<String> = changes.into_iter().map(|c| c.1).collect();
+    if more_moved > 0 {
+        changes.push(format!("{more_moved} more members moved"));
+    }
     if b.union != a.union {
         changes.push(format!(
             "{} -> {}",
@@ -927,6 +944,24 @@ mod tests {
             ["struct foo: member bar added at offset 16, size 16 -> 24"]
         );
         assert_eq!(f.changes[0].via.as_deref(), Some("used by get"));
+    }
+
+    #[test]
+    fn a_member_added_at_the_start_of_a_big_struct_names_the_first_moves_only() {
+        let f = compare_sources(
+            &format!("struct foo {{ long a; int b; int c; int d; int e; int g; }};\n{READER}"),
+            &format!(
+                "struct foo {{ long x; long a; int b; int c; int d; int e; int g; }};\n{READER}"
+            ),
+            &["get"],
+            &[],
+        );
+        assert_eq!(
+            texts(&f),
+            ["struct foo: member x added at offset 0, member a moved from offset 0 to offset 8, \
+              member b moved from offset 8 to offset 16, member c moved from offset 12 to offset 20, \
+              3 more members moved, size 32 -> 40"]
+        );
     }
 
     #[test]
