@@ -2,7 +2,7 @@
 //! built with `KCONFIG_BASE=defconfig` (about 3,000 objects include
 //! `linux/sched.h` or `linux/maple_tree.h` there). Ignored by default, like
 //! `real_fixes`: run them with
-//! `cargo test -p ksplice-cli --test headers -- --ignored`, or through
+//! `cargo test --release -p ksplice-cli --test headers -- --ignored`, or through
 //! `scripts/bench-headers`, which also times them against a full kernel
 //! build. `KSPLICE_DEFCONFIG_KDIR` names an existing build.
 

@@ -366,10 +366,7 @@ pub fn preprocessed_digest(text: &[u8]) -> [u8; 32] {
     let mut hash = sha2::Sha256::new();
     for line in text.split(|&b| b == b'\n') {
         let line = line.trim_ascii();
-        if line.is_empty()
-            || (!reads_markers && is_line_marker(line))
-            || macro_directive(line).is_some()
-        {
+        if line.is_empty() || (!reads_markers && is_line_marker(line)) || is_macro_directive(line) {
             continue;
         }
         hash.update(line);
@@ -391,51 +388,35 @@ fn is_line_marker(line: &[u8]) -> bool {
     rest.first().is_some_and(u8::is_ascii_digit)
 }
 
-/// The macro a `#define NAME ...` or `#undef NAME` line of `-dU` output
-/// names (preprocessed text has no other directives: a line of code never
+/// Whether `line` is a `#define NAME ...` or `#undef NAME` of `-dU`
+/// output (preprocessed text has no other directives: a line of code never
 /// starts with `#define`).
-fn macro_directive(line: &[u8]) -> Option<&[u8]> {
-    let rest = line
-        .strip_prefix(b"#define ")
-        .or_else(|| line.strip_prefix(b"#undef "))?;
-    let end = rest
-        .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
-        .unwrap_or(rest.len());
-    Some(&rest[..end])
+fn is_macro_directive(line: &[u8]) -> bool {
+    line.starts_with(b"#define ") || line.starts_with(b"#undef ")
 }
 
 /// Whether `-dU` output uses one of `names`: lists it as expanded or
-/// tested, or has it as an identifier (a macro not defined where it
-/// appears stays in the text; a changed definition would expand it).
+/// tested (`#define NAME ...`, `#undef NAME`), or has it as an identifier
+/// (a macro not defined where it appears stays in the text; a changed
+/// definition would expand it). One pass over the identifiers.
 pub fn uses_any(text: &[u8], names: &BTreeSet<String>) -> bool {
+    let names: std::collections::HashSet<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
     let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    text.split(|&b| b == b'\n').any(|line| {
-        if let Some(name) = macro_directive(line.trim_ascii()) {
-            return names.iter().any(|n| n.as_bytes() == name);
+    let mut i = 0;
+    while i < text.len() {
+        if !is_ident(text[i]) {
+            i += 1;
+            continue;
         }
-        names.iter().any(|name| {
-            let name = name.as_bytes();
-            let mut from = 0;
-            while let Some(at) = find(&line[from..], name) {
-                let start = from + at;
-                let end = start + name.len();
-                let before = start.checked_sub(1).and_then(|i| line.get(i)).copied();
-                if !before.is_some_and(is_ident) && !line.get(end).copied().is_some_and(is_ident) {
-                    return true;
-                }
-                from = start + 1;
-            }
-            false
-        })
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return None;
+        let start = i;
+        while i < text.len() && is_ident(text[i]) {
+            i += 1;
+        }
+        if names.contains(&text[start..i]) {
+            return true;
+        }
     }
-    haystack.windows(needle.len()).position(|w| w == needle)
+    false
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

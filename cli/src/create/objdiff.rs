@@ -502,6 +502,10 @@ fn owner_name(name: &str) -> &str {
 struct Usage {
     users: BTreeSet<String>,
     signature: BTreeSet<(String, Option<Target>, Option<Target>)>,
+    /// The signature without the users: what the relocations before and
+    /// after each use point at (a lock's name string beside its lockdep
+    /// key), for code that moved to another function (inlined elsewhere).
+    neighbours: BTreeSet<(Option<Target>, Option<Target>)>,
     /// The object's own bytes and what its relocations point at.
     contents: (Vec<u8>, Vec<Target>),
     /// Read-only (its contents are all there is to it).
@@ -535,8 +539,9 @@ fn usage(object: &Object, name: &str) -> Usage {
                 j.and_then(|j| item.relocs.get(j))
                     .map(|r| neutral(&r.target))
             };
-            u.signature
-                .insert((user.clone(), around(i.checked_sub(1)), around(Some(i + 1))));
+            let (before, after) = (around(i.checked_sub(1)), around(Some(i + 1)));
+            u.neighbours.insert((before.clone(), after.clone()));
+            u.signature.insert((user.clone(), before, after));
             u.users.insert(user);
         }
     }
@@ -615,7 +620,9 @@ fn votes(pre: &Object, post: &Object) -> Vec<(String, String)> {
 /// paired by how they are used instead: first where the functions and
 /// data both builds have refer to them at the same place (see [`votes`]), then, for
 /// the rest, by having the same users, the same relocations around each
-/// use, overlapping users, or (for constants and objects nothing uses) the
+/// use, overlapping users, the same relocations around each use in
+/// whichever function (code gcc inlined elsewhere), or (for constants and
+/// objects nothing uses) the
 /// same contents, each only when exactly one candidate fits on both sides. A post object left without a counterpart is new data,
 /// unless a pre object of the same base name is left too: then which is
 /// which cannot be told, and that is refused.
@@ -667,10 +674,20 @@ pub fn pair_objects(pre: &Object, post: &Object) -> Result<BTreeMap<String, Stri
         let post_use: BTreeMap<&str, Usage> =
             post_left.iter().map(|n| (*n, usage(post, n))).collect();
         type Fits = fn(&Usage, &Usage) -> bool;
-        let rules: [Fits; 4] = [
+        let rules: [Fits; 5] = [
             |a, b| a.users == b.users,
             |a, b| !a.signature.is_empty() && a.signature == b.signature,
             |a, b| !a.users.is_disjoint(&b.users),
+            // Only where a string literal (a lock's name) marks each use:
+            // a bare use that moved could as well be new code's.
+            |a, b| {
+                let named = |(x, y): &(Option<Target>, Option<Target>)| {
+                    matches!(x, Some(Target::Str(_))) || matches!(y, Some(Target::Str(_)))
+                };
+                !a.neighbours.is_empty()
+                    && a.neighbours.iter().all(named)
+                    && a.neighbours == b.neighbours
+            },
             // Constants (compound literals, tables) and objects nothing
             // uses: by contents. Never state that code uses: two flags
             // that start at zero are not the same flag.
@@ -1176,6 +1193,42 @@ mod tests {
             "the new key has no pre counterpart"
         );
         assert_eq!(pairs.get("pid_max").map(String::as_str), Some("pid_max"));
+    }
+
+    #[test]
+    fn lockdep_keys_of_code_inlined_into_another_function_are_paired_by_their_lock_names() {
+        // io_uring 7.2.11: io_ring_ctx_alloc was inlined into io_uring_setup
+        // and is now inlined into io_uring_create, which no longer is.
+        let keys = |names: &[&str]| -> Vec<Target> {
+            names
+                .iter()
+                .enumerate()
+                .flat_map(|(i, n)| init(&format!("__key.{i}"), n, "__init_waitqueue_head"))
+                .collect()
+        };
+        let pre = object(
+            vec![item(
+                "io_uring_setup",
+                &keys(&["&ctx->cq_wait", "&ctx->poll_wq"]),
+            )],
+            &["__key.0", "__key.1"],
+        );
+        let mut setup = item("io_uring_setup", &[named("io_uring_create")]);
+        setup.relocs.truncate(1);
+        let post = object(
+            vec![
+                setup,
+                // gcc numbered them the other way round this time.
+                item(
+                    "io_uring_create",
+                    &keys(&["&ctx->poll_wq", "&ctx->cq_wait"]),
+                ),
+            ],
+            &["__key.0", "__key.1"],
+        );
+        let pairs = pair_objects(&pre, &post).unwrap();
+        assert_eq!(pairs.get("__key.1").map(String::as_str), Some("__key.0"));
+        assert_eq!(pairs.get("__key.0").map(String::as_str), Some("__key.1"));
     }
 
     #[test]
