@@ -1,10 +1,12 @@
-//! Header changes at the scale of a whole kernel, against Debian's 7.2.9
-//! built with `KCONFIG_BASE=defconfig` (about 3,000 objects include
-//! `linux/sched.h` or `linux/maple_tree.h` there). Ignored by default, like
-//! `real_fixes`: run them with
-//! `cargo test --release -p ksplice-cli --test headers -- --ignored`, or through
-//! `scripts/bench-headers`, which also times them against a full kernel
-//! build. `KSPLICE_DEFCONFIG_KDIR` names an existing build.
+//! ksplice-create at the scale of a whole kernel, against Debian's 7.2.9
+//! built with `KCONFIG_BASE=defconfig` (tests/patches/kernel-scale/): header
+//! changes that about 3,000 objects include (`linux/sched.h`,
+//! `linux/maple_tree.h`), and code as that kernel's optimisation inlines it.
+//! Ignored by default, like `real_fixes`: run them with
+//! `cargo test --release -p ksplice-cli --test kernel_scale -- --ignored`
+//! (`make eval` does); `scripts/bench-headers` also times the header cases
+//! against a full kernel build. `KSPLICE_DEFCONFIG_KDIR` names an existing
+//! build.
 
 mod common;
 
@@ -14,7 +16,12 @@ use common::{create_in, defconfig_kernel_dir, patch};
 fn create_json(name: &str) -> (Option<i32>, serde_json::Value) {
     let out = create_in(
         defconfig_kernel_dir(),
-        &["--json", "-o", "/dev/null", patch(name).to_str().unwrap()],
+        &[
+            "--json",
+            "-o",
+            "/dev/null",
+            patch(&format!("kernel-scale/{name}")).to_str().unwrap(),
+        ],
     );
     let report = serde_json::from_slice(&out.stdout).unwrap();
     (out.status.code(), report)
@@ -79,4 +86,41 @@ fn a_member_added_to_task_struct_is_refused_naming_the_type_after_a_few_objects(
         reason.contains("struct task_struct: member ksplice_test_counter added at offset 32"),
         "{reason}"
     );
+}
+
+#[test]
+#[ignore = "needs the defconfig test kernel (KSPLICE_DEFCONFIG_KDIR)"]
+fn a_static_call_in_new_code_names_its_exported_key_for_the_module_loader() {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    // trace_kmalloc is inlined into __kmalloc_cache_noprof: the new code
+    // makes the tracepoint's static call itself. The module loader refuses
+    // a site naming the trampoline unless it was exported with
+    // EXPORT_STATIC_CALL_TRAMP; the kmalloc tracepoint exports its key.
+    let ko = std::env::temp_dir().join(format!("ksplice-static-call-{}.ko", std::process::id()));
+    let out = create_in(
+        defconfig_kernel_dir(),
+        &[
+            "-o",
+            ko.to_str().unwrap(),
+            patch("kernel-scale/static-call-exported-key.patch")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let data = std::fs::read(&ko).unwrap();
+    std::fs::remove_file(&ko).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let sites = file.section_by_name(".static_call_sites").unwrap();
+    let keys: Vec<String> = sites
+        .relocations()
+        .filter_map(|(_, r)| match r.target() {
+            object::RelocationTarget::Symbol(i) => {
+                Some(file.symbol_by_index(i).unwrap().name().unwrap().to_owned())
+            }
+            _ => None,
+        })
+        .filter(|name| name.contains("tp_func_kmalloc"))
+        .collect();
+    assert_eq!(keys, ["__SCK__tp_func_kmalloc"]);
 }
