@@ -25,9 +25,11 @@ pub enum Step<'a> {
     Compile,
     /// The preprocessed source, to stdout.
     Preprocess,
-    /// The preprocessed source with `-dU` (each macro the source expands or
-    /// tests, at its first use), and whether any of these macros is used:
-    /// expanded, tested, or left in the output as a plain identifier.
+    /// Whether the source uses any of these macros: preprocessed with each
+    /// defined as itself from the start (so an `#if NAME`, or a name built
+    /// by an argument's expansion, expands it even where the real build
+    /// does not define it yet) and `-dU` (each macro expanded or tested),
+    /// warnings off (a redefinition is expected). The output says only that.
     PreprocessUses(&'a BTreeSet<String>),
 }
 
@@ -98,8 +100,9 @@ pub fn rewrite(
             (Step::Compile, _) if i == n - 4 => {
                 args.extend(["-ffunction-sections".into(), "-fdata-sections".into(), arg]);
             }
-            (Step::PreprocessUses(_), _) if i == n - 4 => {
-                args.extend(["-E".into(), "-dU".into()]);
+            (Step::PreprocessUses(names), _) if i == n - 4 => {
+                args.extend(["-E".into(), "-dU".into(), "-w".into()]);
+                args.extend(names.iter().map(|name| format!("-D{name}={name}")));
             }
             (Step::Preprocess, _) if i == n - 4 => args.push("-E".into()),
             (_, _) if i == n - 2 => args.push(out.to_string_lossy().into_owned()),
@@ -210,17 +213,17 @@ pub enum Output {
     /// A digest of the preprocessed source, without what does not reach
     /// the object code (see [`preprocessed_digest`]).
     Preprocessed([u8; 32]),
-    /// The same, and whether the source uses one of the macros of
+    /// Whether the source uses one of the macros of
     /// [`Step::PreprocessUses`].
-    PreprocessedUses { digest: [u8; 32], uses: bool },
+    Uses(bool),
 }
 
 impl Output {
     /// The digest of preprocessed source.
     pub fn digest(&self) -> Option<&[u8; 32]> {
         match self {
-            Output::Object => None,
-            Output::Preprocessed(d) | Output::PreprocessedUses { digest: d, .. } => Some(d),
+            Output::Preprocessed(d) => Some(d),
+            Output::Object | Output::Uses(_) => None,
         }
     }
 }
@@ -278,10 +281,7 @@ pub fn run(
     Ok(match job.step {
         Step::Compile => Output::Object,
         Step::Preprocess => Output::Preprocessed(preprocessed_digest(&output.stdout)),
-        Step::PreprocessUses(names) => Output::PreprocessedUses {
-            digest: preprocessed_digest(&output.stdout),
-            uses: uses_any(&output.stdout, names),
-        },
+        Step::PreprocessUses(names) => Output::Uses(uses_any(&output.stdout, names)),
     })
 }
 
@@ -541,8 +541,8 @@ mod tests {
     }
 
     #[test]
-    fn preprocessing_with_uses_adds_du() {
-        let names = BTreeSet::new();
+    fn preprocessing_for_uses_defines_the_macros_and_lists_their_uses() {
+        let names: BTreeSet<String> = ["MT_NEW".to_owned()].into();
         let args = rewrite(
             &words(CMD),
             Path::new(SRC),
@@ -552,10 +552,18 @@ mod tests {
             Path::new("-"),
             Path::new("/w/x.d"),
         );
-        let tail: Vec<&str> = args[args.len() - 5..].iter().map(String::as_str).collect();
+        let tail: Vec<&str> = args[args.len() - 7..].iter().map(String::as_str).collect();
         assert_eq!(
             tail,
-            ["-E", "-dU", "-o", "-", "/src/drivers/gpu/drm/drm_gem.c"]
+            [
+                "-E",
+                "-dU",
+                "-w",
+                "-DMT_NEW=MT_NEW",
+                "-o",
+                "-",
+                "/src/drivers/gpu/drm/drm_gem.c"
+            ]
         );
     }
 

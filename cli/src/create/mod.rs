@@ -626,9 +626,10 @@ impl Build<'_> {
     }
 
     /// The objects of `chunk` whose preprocessed source the patch changes.
-    /// When the headers change only macros, the pre source is preprocessed
-    /// with the macros it uses listed, and only the objects that use one of
-    /// the changed macros are preprocessed post (the others cannot differ).
+    /// When the headers change only macros, each object is first
+    /// preprocessed once to learn whether it uses one of them (see
+    /// [`Step::PreprocessUses`]); only those that do are preprocessed pre
+    /// and post (the others cannot differ).
     fn differing<'c>(&self, chunk: &'c [String]) -> Result<Vec<&'c String>, CreateError> {
         let run = |jobs: &[Job]| {
             compile::run_all(
@@ -659,24 +660,26 @@ impl Build<'_> {
             .iter()
             .map(|o| self.job(o, "pre", Step::PreprocessUses(names)))
             .collect();
-        let pre = run(&jobs)?;
-        let using: Vec<(&String, &compile::Output)> = chunk
+        let uses = run(&jobs)?;
+        let using: Vec<&String> = chunk
             .iter()
-            .zip(&pre)
-            .filter(|(_, out)| {
-                !matches!(out, compile::Output::PreprocessedUses { uses: false, .. })
-            })
+            .zip(&uses)
+            .filter(|(_, out)| !matches!(out, compile::Output::Uses(false)))
+            .map(|(o, _)| o)
             .collect();
         let jobs: Vec<Job> = using
             .iter()
-            .map(|(o, _)| self.job(o, "post", Step::Preprocess))
+            .flat_map(|o| self.both(o, Step::Preprocess))
             .collect();
-        let post = run(&jobs)?;
+        let digests = run(&jobs)?;
         Ok(using
             .into_iter()
-            .zip(&post)
-            .filter(|((_, a), b)| a.digest().is_none() || a.digest() != b.digest())
-            .map(|((o, _), _)| o)
+            .zip(digests.chunks(2))
+            .filter(|(_, pair)| match pair {
+                [a, b] => a.digest().is_none() || a.digest() != b.digest(),
+                _ => true,
+            })
+            .map(|(o, _)| o)
             .collect())
     }
 

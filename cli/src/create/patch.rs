@@ -335,6 +335,52 @@ pub fn same_tokens(pre: &str, post: &str) -> bool {
 /// ones (no C line starts with a NUL).
 const SPAN: char = '\0';
 
+/// Ends, in [`token_lines`], a line whose block comment goes on.
+const OPEN_COMMENT: char = '\u{1}';
+
+/// Conditional nesting, as far as [`token_lines`] needs it: whether a line
+/// is outside every `#if` group but a header's include guard (an `#ifndef`
+/// that is the file's first directive).
+#[derive(Default)]
+struct Conditionals {
+    depth: usize,
+    directives: usize,
+    /// The name the first directive, an `#ifndef`, tests.
+    first_ifndef: Option<String>,
+    guard: bool,
+}
+
+impl Conditionals {
+    /// Follows the directive on normalised line `norm`, if it is one.
+    fn track(&mut self, norm: &str) {
+        let Some(rest) = norm.strip_prefix('#') else {
+            return;
+        };
+        let mut words = rest.split_whitespace();
+        let word = words.next().unwrap_or("");
+        let name = words.next().unwrap_or("");
+        self.directives += 1;
+        match word {
+            "if" | "ifdef" | "ifndef" => {
+                if self.directives == 1 && word == "ifndef" {
+                    self.first_ifndef = Some(name.to_owned());
+                }
+                self.depth += 1;
+            }
+            "endif" => self.depth = self.depth.saturating_sub(1),
+            // `#ifndef X` then `#define X`: an include guard.
+            "define" if self.directives == 2 => {
+                self.guard = self.first_ifndef.as_deref() == Some(name);
+            }
+            _ => {}
+        }
+    }
+
+    fn unconditional(&self) -> bool {
+        self.depth <= usize::from(self.guard)
+    }
+}
+
 /// The macros a header change is made of, when each token line it changes
 /// (as [`same_tokens`] compares them) is a `#define` or an `#undef`: the
 /// names those lines define or undefine. Then an object's preprocessed
@@ -350,10 +396,15 @@ pub fn changed_macros(pre: &str, post: &str) -> Option<std::collections::BTreeSe
     }
     let mut names = std::collections::BTreeSet::new();
     for ((_, text), n) in count {
-        if n == 0 || text.starts_with(SPAN) {
+        if n == 0 {
             continue;
         }
-        names.insert(macro_directive_name(&text)?.to_owned());
+        // A line that spans several: only a directive's may differ.
+        let text = match text.strip_prefix(SPAN) {
+            Some(marked) => marked.split_once(SPAN).map_or("", |(_, t)| t),
+            None => &text,
+        };
+        names.insert(macro_directive_name(text)?.to_owned());
     }
     Some(names)
 }
@@ -383,7 +434,8 @@ fn token_lines(text: &str) -> Vec<(usize, String)> {
         physical += 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         let (start, span, mut joined) = pending.take().unwrap_or((physical, 0, String::new()));
-        match line.strip_suffix('\\') {
+        // gcc also joins a backslash followed by blanks.
+        match line.trim_end_matches([' ', '\t']).strip_suffix('\\') {
             Some(head) => {
                 joined.push_str(head);
                 pending = Some((start, span + 1, joined));
@@ -397,6 +449,7 @@ fn token_lines(text: &str) -> Vec<(usize, String)> {
     logical.extend(pending);
     let mut out = Vec::new();
     let mut in_comment = false;
+    let mut conditionals = Conditionals::default();
     // Line numbers as the compiler counts them after `#line N`.
     let mut offset: isize = 0;
     for (start, span, line) in logical {
@@ -429,7 +482,7 @@ fn token_lines(text: &str) -> Vec<(usize, String)> {
                 i += 1;
             } else if c == '/' && next == Some('/') {
                 break;
-            } else if c.is_whitespace() {
+            } else if matches!(c, ' ' | '\t' | '\x0b' | '\x0c' | '\r') {
                 space = true;
             } else {
                 if space && !norm.is_empty() {
@@ -443,16 +496,27 @@ fn token_lines(text: &str) -> Vec<(usize, String)> {
             }
             i += 1;
         }
+        if in_comment && !norm.is_empty() {
+            // A comment that goes on after tokens: what follows it on later
+            // lines may still belong to this line's directive.
+            norm.push(OPEN_COMMENT);
+        }
+        conditionals.track(&norm);
         if let Some(target) = line_directive(&norm) {
-            // The line after the directive is number `target`.
-            offset = target as isize - (start + span) as isize;
-            continue;
+            // The line after the directive is number `target`, where the
+            // compiler reads it: outside conditionals (the include guard
+            // aside), since one in a skipped group is ignored. Elsewhere it
+            // is left out, so what follows looks moved (never the same).
+            if conditionals.unconditional() {
+                offset = target as isize - (start + span) as isize;
+                continue;
+            }
+        }
+        if span > 1 {
+            out.push((number.max(0) as usize, format!("{SPAN}{span}{SPAN}{norm}")));
         }
         if !norm.is_empty() {
             out.push((number.max(0) as usize, norm));
-        }
-        if span > 1 {
-            out.push((number.max(0) as usize, format!("{SPAN}{span}")));
         }
     }
     out
@@ -516,6 +580,33 @@ mod tests {
             "// x \\\nint y;\nint z;\n",
             "// x \\\n int w;\nint z;\n"
         ));
+    }
+
+    #[test]
+    fn a_line_directive_inside_a_conditional_is_not_trusted() {
+        // gcc ignores `#line` in a skipped group: __LINE__ below moves.
+        let pre = "#if 0\n/* a */\n#endif\nint y = __LINE__;\n";
+        let post = "#if 0\n/* a\n */\n#line 3\n#endif\nint y = __LINE__;\n";
+        assert!(!same_tokens(pre, post));
+        // An include guard is no conditional.
+        let pre = "#ifndef _H\n#define _H\n/* a */\nint y = __LINE__;\n#endif\n";
+        let post = "#ifndef _H\n#define _H\n/* a\n */\n#line 4\nint y = __LINE__;\n#endif\n";
+        assert!(same_tokens(pre, post));
+    }
+
+    #[test]
+    fn continuations_comments_in_directives_and_odd_blanks_are_not_glossed_over() {
+        // A backslash and blanks still continue the line.
+        assert!(!same_tokens("int a\\ \nb;\n", "int a\\ \n b;\n"));
+        // A comment that spans lines keeps the directive going.
+        assert!(!same_tokens("#define A 1 /*\n*/ x\n", "#define A 1\nx\n"));
+        // A no-break space is a stray character to gcc, not a blank.
+        assert!(!same_tokens("int a;\n", "int\u{a0}a;\n"));
+        // Joining two lines of code moves __LINE__: no macro change.
+        assert_eq!(
+            changed_macros("int x = \\\n__LINE__;\n", "int x = __LINE__;\n"),
+            None
+        );
     }
 
     #[test]
