@@ -19,22 +19,23 @@ use super::compile::overlay_args;
 use super::kbuild::KernelTree;
 use super::CreateError;
 
-/// Checks the generated bindings file `target` (relative to the objtree).
+/// Checks the generated bindings file `target` (relative to the objtree),
+/// which kbuild generates with `argv` ([`KernelTree::bindgen_command`]).
 /// `pre_overlay` and `overlay` are the source overlays of the two builds.
 pub fn check(
     tree: &KernelTree,
     target: &str,
+    argv: &[String],
     work_dir: &Path,
     pre_overlay: Option<&Path>,
     overlay: &Path,
 ) -> Result<(), CreateError> {
-    let argv = tree.bindgen_command(target)?;
     let generate = |variant: &str, overlay: Option<&Path>| -> Result<String, CreateError> {
         let out = work_dir.join(variant).join(target);
         if let Some(parent) = out.parent() {
             std::fs::create_dir_all(parent).map_err(|e| CreateError::io(parent, e))?;
         }
-        let args = rewrite(&argv, &tree.srctree, overlay, &out);
+        let args = rewrite(argv, &tree.srctree, overlay, &out);
         debug!("{variant} {target}: {}", args.join(" "));
         let output = tree
             .command(&argv[0])

@@ -129,22 +129,14 @@ impl KernelTree {
     /// The compile command of `object` (relative to the objtree), if the
     /// kernel built it.
     pub fn compile_command(&self, object: &str) -> Result<Option<CompileCommand>, CreateError> {
-        let (dir, file) = object.rsplit_once('/').unwrap_or(("", object));
-        let cmd_path = self.objtree.join(dir).join(format!(".{file}.cmd"));
+        let cmd_path = self.cmd_path(object);
         if !cmd_path.exists() && self.is_prepared_only() {
             self.build_single_object(object)?;
         }
         let Ok(text) = fs::read_to_string(&cmd_path) else {
             return Ok(None);
         };
-        let prefix = format!("savedcmd_{object} := ");
-        let line = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .ok_or_else(|| CreateError::BadCmdFile {
-                path: cmd_path.clone(),
-                why: "no savedcmd line",
-            })?;
+        let line = saved_command(&text, object, &cmd_path)?;
         let words = split_shell_words(line).ok_or_else(|| CreateError::BadCmdFile {
             path: cmd_path.clone(),
             why: "unbalanced quotes",
@@ -173,22 +165,24 @@ impl KernelTree {
         }))
     }
 
+    /// The `.cmd` file where kbuild keeps `target`'s command and
+    /// dependencies.
+    fn cmd_path(&self, target: &str) -> PathBuf {
+        let (dir, file) = target.rsplit_once('/').unwrap_or(("", target));
+        self.objtree.join(dir).join(format!(".{file}.cmd"))
+    }
+
     /// The bindgen command kbuild saved for the generated Rust bindings
     /// `target` (e.g. `rust/bindings/bindings_generated.rs`), split into
     /// words, without the commands chained after it.
     pub fn bindgen_command(&self, target: &str) -> Result<Vec<String>, CreateError> {
-        let (dir, file) = target.rsplit_once('/').unwrap_or(("", target));
-        let cmd_path = self.objtree.join(dir).join(format!(".{file}.cmd"));
+        let cmd_path = self.cmd_path(target);
         let text = fs::read_to_string(&cmd_path).map_err(|e| CreateError::io(&cmd_path, e))?;
-        let prefix = format!("savedcmd_{target} := ");
+        let line = saved_command(&text, target, &cmd_path)?;
         let bad = |why| CreateError::BadCmdFile {
             path: cmd_path.clone(),
             why,
         };
-        let line = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .ok_or_else(|| bad("no savedcmd line"))?;
         // kbuild writes a `#` in a command as `$(pound)`.
         let words = split_shell_words(&line.replace("$(pound)", "#"))
             .ok_or_else(|| bad("unbalanced quotes"))?;
@@ -420,7 +414,7 @@ impl KernelTree {
 
     /// Whether this is a distribution kernel's prepared tree (no objects,
     /// no `.cmd` files; see the module documentation).
-    fn is_prepared_only(&self) -> bool {
+    pub fn is_prepared_only(&self) -> bool {
         self.objtree.join(VMLINUX_OBJECTS).is_file()
     }
 
@@ -539,6 +533,17 @@ fn compiler_command(words: Vec<String>, object: &str) -> Option<Vec<String>> {
             && !p.iter().any(|a| a == "&&" || a == "||" || a == "|")
     });
     (plain && objtool_only).then_some(argv)
+}
+
+/// The `savedcmd_TARGET := ...` command of the `.cmd` file text at `path`.
+fn saved_command<'t>(text: &'t str, target: &str, path: &Path) -> Result<&'t str, CreateError> {
+    let prefix = format!("savedcmd_{target} := ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .ok_or_else(|| CreateError::BadCmdFile {
+            path: path.to_owned(),
+            why: "no savedcmd line",
+        })
 }
 
 /// Splits a kbuild command line into words, honouring '…', "…" and \.

@@ -269,7 +269,8 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
     if !headers.is_empty() {
         for (target, hs) in tree.dependents(&headers)? {
             if target.ends_with(".rs") {
-                generated_bindings.push(target);
+                let argv = tree.bindgen_command(&target)?;
+                generated_bindings.push((target, argv));
                 continue;
             }
             match placement.reach(&tree, &target)? {
@@ -298,10 +299,10 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
     // left them, post also the patched files.
     let pre_overlay = req.work_dir.join("pre-overlay");
     let overlay = req.work_dir.join("overlay");
+    // bindgen's first argument is the header it reads.
     let binding_headers: Vec<PathBuf> = generated_bindings
         .iter()
-        .filter_map(|t| tree.bindgen_command(t).ok())
-        .filter_map(|argv| argv.get(1).map(PathBuf::from))
+        .filter_map(|(_, argv)| argv.get(1).map(PathBuf::from))
         .collect();
     let sources: Vec<&Path> = affected
         .values()
@@ -371,10 +372,11 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
     build.preprocess_and_compile(first, checked.len())?;
     // After the first objects, whose layout check names a changed type
     // better than the bindings would.
-    for target in &generated_bindings {
+    for (target, argv) in &generated_bindings {
         bindings::check(
             &tree,
             target,
+            argv,
             req.work_dir,
             pre_overlay.as_deref(),
             &overlay,
@@ -462,7 +464,7 @@ impl Placement {
         Ok(Self {
             vmlinux: tree.vmlinux_objects()?,
             modules: tree.module_objects()?,
-            prepared: tree.objtree.join("ksplice-vmlinux-objects").is_file(),
+            prepared: tree.is_prepared_only(),
         })
     }
 
@@ -640,39 +642,28 @@ impl Build<'_> {
                 false,
             )
         };
-        let Some(names) = &self.macros else {
-            let jobs: Vec<Job> = chunk
-                .iter()
-                .flat_map(|o| self.both(o, Step::Preprocess))
-                .collect();
-            let digests = run(&jobs)?;
-            return Ok(chunk
-                .iter()
-                .zip(digests.chunks(2))
-                .filter(|(_, pair)| match pair {
-                    [a, b] => a.digest().is_none() || a.digest() != b.digest(),
-                    _ => true,
-                })
-                .map(|(o, _)| o)
-                .collect());
+        let candidates: Vec<&String> = match &self.macros {
+            None => chunk.iter().collect(),
+            Some(names) => {
+                let jobs: Vec<Job> = chunk
+                    .iter()
+                    .map(|o| self.job(o, "pre", Step::PreprocessUses(names)))
+                    .collect();
+                let uses = run(&jobs)?;
+                chunk
+                    .iter()
+                    .zip(&uses)
+                    .filter(|(_, out)| !matches!(out, compile::Output::Uses(false)))
+                    .map(|(o, _)| o)
+                    .collect()
+            }
         };
-        let jobs: Vec<Job> = chunk
-            .iter()
-            .map(|o| self.job(o, "pre", Step::PreprocessUses(names)))
-            .collect();
-        let uses = run(&jobs)?;
-        let using: Vec<&String> = chunk
-            .iter()
-            .zip(&uses)
-            .filter(|(_, out)| !matches!(out, compile::Output::Uses(false)))
-            .map(|(o, _)| o)
-            .collect();
-        let jobs: Vec<Job> = using
+        let jobs: Vec<Job> = candidates
             .iter()
             .flat_map(|o| self.both(o, Step::Preprocess))
             .collect();
         let digests = run(&jobs)?;
-        Ok(using
+        Ok(candidates
             .into_iter()
             .zip(digests.chunks(2))
             .filter(|(_, pair)| match pair {
