@@ -219,6 +219,20 @@ fn e_shifted_line_numbers_do_not_mark_functions_with_warn_on_as_changed() {
 }
 
 #[test]
+fn t_a_header_change_that_reaches_assembly_is_refused_naming_the_object() {
+    // arch/x86/entry/calling.h is included only by the entry code's .S
+    // files: no C object changes, and assembly cannot be replaced.
+    let out = create(&[patch("t-assembly-header.patch").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("arch/x86/entry/entry")
+            && err.contains("the patch changes its preprocessed source, and it is assembly"),
+        "{err}"
+    );
+}
+
+#[test]
 fn f_a_changed_data_initializer_is_refused_with_the_reason() {
     let out = create(&[
         "--explain",
