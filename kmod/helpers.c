@@ -52,6 +52,8 @@ static struct dyn_ftrace *(*ks_rec_iter_record)(struct ftrace_rec_iter *iter);
 static unsigned long (*ks_find_rec_direct)(unsigned long ip);
 static struct mutex *ks_text_mutex, *ks_kprobe_mutex, *ks_ftrace_lock, *ks_klp_mutex;
 static struct list_head *ks_klp_patches;
+static struct mm_struct *ks_init_mm;
+static unsigned long ks_stext, ks_end;
 
 /*
  * kallsyms_lookup_name is not exported; register_kprobe resolves a symbol
@@ -115,6 +117,9 @@ int ksplice_helper_init_kallsyms(struct ksplice_symbols *out)
 	ks_ftrace_lock = (void *)unique("ftrace_lock");
 	ks_klp_mutex = (void *)unique("klp_mutex");
 	ks_klp_patches = (void *)unique("klp_patches");
+	ks_init_mm = (void *)unique("init_mm");
+	ks_stext = unique("_stext");
+	ks_end = unique("_end");
 	out->rcu_tasks_percpu = unique("rcu_tasks__percpu");
 	out->rcu_tasks = unique("rcu_tasks");
 	out->return_to_handler = unique("return_to_handler");
@@ -123,7 +128,8 @@ int ksplice_helper_init_kallsyms(struct ksplice_symbols *out)
 	out->notes_start = unique("__start_notes");
 	out->notes_end = unique("__stop_notes");
 	if (!ks_stop_cpuslocked || !ks_idle_task || !ks_find_module || !ks_put_task_stack ||
-	    !ks_get_kprobe || !ks_within_kprobe_blacklist || !ks_text_mutex || !ks_kprobe_mutex)
+	    !ks_get_kprobe || !ks_within_kprobe_blacklist || !ks_text_mutex || !ks_kprobe_mutex ||
+	    !ks_init_mm || !ks_stext || !ks_end)
 		return -ENOENT;
 	/* Both or neither: ftrace's lock and its records. */
 	if (!!ks_ftrace_lock != !!(ks_rec_iter_start && ks_rec_iter_next && ks_rec_iter_record))
@@ -353,6 +359,40 @@ void ksplice_helper_klp_unlock(void) { if (ks_klp_mutex) mutex_unlock(ks_klp_mut
 /* ---- writing text ---- */
 
 /*
+ * The page behind a module (or vmalloc) address, or NULL. Unlike
+ * vmalloc_to_page(), each changing level is read once: a module loading
+ * beside us with ROX execmem splits the huge mapping its text shares with
+ * ours (set_memory_rw), and a re-read entry can turn from a leaf into a
+ * table in between. init_mm's lock keeps set_memory_rox()'s collapse from
+ * freeing the table being read (arch/x86/mm/pat/set_memory.c).
+ */
+static struct page *module_page(unsigned long addr)
+{
+	unsigned long pfn = 0;
+	pud_t *pudp, pud;
+	pmd_t pmd;
+	pte_t pte;
+
+	mmap_read_lock(ks_init_mm);
+	pudp = pud_offset(p4d_offset(pgd_offset(ks_init_mm, addr), addr), addr);
+	pud = pudp_get(pudp);
+	if (pud_leaf(pud)) {
+		pfn = pud_pfn(pud) + ((addr & ~PUD_MASK) >> PAGE_SHIFT);
+	} else if (pud_present(pud) && !pud_bad(pud)) {
+		pmd = pmdp_get(pmd_offset(pudp, addr));
+		if (pmd_leaf(pmd)) {
+			pfn = pmd_pfn(pmd) + ((addr & ~PMD_MASK) >> PAGE_SHIFT);
+		} else if (pmd_present(pmd) && !pmd_bad(pmd)) {
+			pte = ptep_get(pte_offset_kernel(&pmd, addr));
+			if (pte_present(pte))
+				pfn = pte_pfn(pte);
+		}
+	}
+	mmap_read_unlock(ks_init_mm);
+	return pfn && pfn_valid(pfn) ? pfn_to_page(pfn) : NULL;
+}
+
+/*
  * A writable alias of the (at most two) pages holding [addr, addr + len),
  * as text_poke does: module text is vmalloc memory, core text is in the
  * kernel image. Returns the alias of addr; ksplice_helper_unmap undoes it.
@@ -368,9 +408,14 @@ void *ksplice_helper_map(unsigned long addr, unsigned long len)
 	if (len == 0 || len > PAGE_SIZE)
 		return NULL;
 	for (i = 0; i < n; i++) {
-		void *page = (void *)(first + i * PAGE_SIZE);
+		unsigned long page = first + i * PAGE_SIZE;
 
-		pages[i] = is_vmalloc_or_module_addr(page) ? vmalloc_to_page(page) : virt_to_page(page);
+		if (is_vmalloc_or_module_addr((void *)page))
+			pages[i] = module_page(page);
+		else if (page >= ks_stext && page < ks_end && pfn_valid(__pa(page) >> PAGE_SHIFT))
+			pages[i] = virt_to_page((void *)page);
+		else
+			pages[i] = NULL;
 		if (!pages[i])
 			return NULL;
 	}
