@@ -63,6 +63,12 @@ pub struct CreateArgs {
     /// The X.509 certificate of --sign-key (PEM or DER).
     #[arg(long, value_name = "CERT", requires = "sign_key")]
     pub sign_cert: Option<PathBuf>,
+    /// Compile every object whose preprocessed source the patch changes,
+    /// also those where it changes only declarations that none of the
+    /// object's emitted code reaches (which are otherwise left out: a
+    /// check of that shortcut, at the cost of compiling them).
+    #[arg(long)]
+    pub compile_every_includer: bool,
     /// No progress lines.
     #[arg(short, long)]
     pub quiet: bool,

@@ -246,11 +246,13 @@ fn f_a_changed_data_initializer_is_refused_with_the_reason() {
     );
 }
 
-#[test]
-fn g_a_header_change_rebuilds_every_object_that_includes_it() {
-    let out = create(&["--explain", patch("g-header.patch").to_str().unwrap()]);
+/// `--explain` of a patch: the objects rebuilt, and the lines naming
+/// functions and what is done to them.
+fn explain_rebuilt(args: &[&str]) -> (BTreeSet<String>, Vec<String>) {
+    let out = create(&[&["--explain"], args].concat());
     assert!(out.status.success());
-    let found: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rebuilt = stdout
         .lines()
         .filter_map(|l| {
             l.strip_prefix("rebuilt ")?
@@ -259,41 +261,29 @@ fn g_a_header_change_rebuilds_every_object_that_includes_it() {
                 .map(str::to_owned)
         })
         .collect();
-    // Independently: every .o.cmd under the build dir that names the header.
-    let header = kernel_dir()
-        .join("source/fs/proc/internal.h")
-        .canonicalize()
-        .unwrap();
-    let mut expected = BTreeSet::new();
-    let mut stack = vec![kernel_dir().to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().unwrap().is_dir() {
-                if name != "source" {
-                    stack.push(path);
-                }
-            } else if name.starts_with('.')
-                && name.ends_with(".o.cmd")
-                && std::fs::read_to_string(&path)
-                    .unwrap()
-                    .contains(header.to_str().unwrap())
-            {
-                let rel = path.parent().unwrap().strip_prefix(kernel_dir()).unwrap();
-                let obj = rel.join(&name[1..name.len() - 4]);
-                if kernel_dir()
-                    .join("source")
-                    .join(obj.with_extension("c"))
-                    .exists()
-                {
-                    expected.insert(obj.to_string_lossy().into_owned());
-                }
-            }
-        }
-    }
-    assert!(expected.len() > 10, "{expected:?}");
-    assert_eq!(found, expected);
+    let functions = stdout
+        .lines()
+        .filter(|l| l.starts_with("  ") || l.ends_with(".o:"))
+        .map(str::to_owned)
+        .collect();
+    (rebuilt, functions)
+}
+
+#[test]
+fn g_a_header_change_compiles_the_includers_whose_code_reaches_it_and_loses_nothing() {
+    let g = patch("g-header.patch");
+    let (rebuilt, functions) = explain_rebuilt(&[g.to_str().unwrap()]);
+    let (every, every_functions) =
+        explain_rebuilt(&["--compile-every-includer", g.to_str().unwrap()]);
+    // With the shortcut off: every object that includes the header.
+    assert_eq!(every, includers("fs/proc/internal.h"));
+    assert!(every.len() > 10, "{every:?}");
+    // With it: fewer (proc_pid's change reaches only the code of some),
+    // and the update is the same.
+    assert!(rebuilt.is_subset(&every), "{rebuilt:?}");
+    assert!(rebuilt.len() < every.len(), "{rebuilt:?}");
+    assert_eq!(functions, every_functions);
+    assert!(!functions.is_empty());
 }
 
 #[test]

@@ -63,6 +63,7 @@ fn run(args: &CreateArgs, report: &mut Report, link: &mut Duration) -> Result<Ex
         id: &id,
         work_dir: &work_dir,
         progress: !args.quiet,
+        compile_every_includer: args.compile_every_includer,
     };
     let analysis = match create::analyse(&request) {
         Err(create::CreateError::LayoutChange { changes }) if args.explain => {
@@ -139,7 +140,8 @@ fn explain(analysis: &create::Analysis) {
             println!("rebuilt {object} ({})", because.join(", "));
         } else {
             debug!(
-                "{object} ({}): preprocessed source unchanged",
+                "{object} ({}): not compiled: preprocessed source unchanged, or changed only \
+                 in declarations its code never reaches",
                 because.join(", ")
             );
             same += 1;
@@ -147,7 +149,8 @@ fn explain(analysis: &create::Analysis) {
     }
     if same > 0 {
         println!(
-            "same    {same} objects: preprocessed source unchanged, not compiled (-v lists them)"
+            "same    {same} objects: preprocessed source unchanged, or changed only in \
+             declarations their code never reaches; not compiled (-v lists them)"
         );
     }
     for unit in &analysis.units {

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use log::debug;
-use sha2::Digest as _;
 
 use super::kbuild::CompileCommand;
 use super::CreateError;
@@ -210,20 +209,19 @@ pub fn output_path(work_dir: &Path, job: &Job<'_>) -> PathBuf {
 pub enum Output {
     /// The object file is at [`output_path`].
     Object,
-    /// A digest of the preprocessed source, without what does not reach
-    /// the object code (see [`preprocessed_digest`]).
-    Preprocessed([u8; 32]),
+    /// The preprocessed source.
+    Preprocessed(Vec<u8>),
     /// Whether the source uses one of the macros of
     /// [`Step::PreprocessUses`].
     Uses(bool),
 }
 
 impl Output {
-    /// The digest of preprocessed source.
-    pub fn digest(&self) -> Option<&[u8; 32]> {
+    /// The preprocessed source (empty for other outputs).
+    pub fn into_text(self) -> Vec<u8> {
         match self {
-            Output::Preprocessed(d) => Some(d),
-            Output::Object | Output::Uses(_) => None,
+            Output::Preprocessed(text) => text,
+            Output::Object | Output::Uses(_) => Vec::new(),
         }
     }
 }
@@ -280,7 +278,7 @@ pub fn run(
     }
     Ok(match job.step {
         Step::Compile => Output::Object,
-        Step::Preprocess => Output::Preprocessed(preprocessed_digest(&output.stdout)),
+        Step::Preprocess => Output::Preprocessed(output.stdout),
         Step::PreprocessUses(names) => Output::Uses(uses_any(&output.stdout, names)),
     })
 }
@@ -294,33 +292,44 @@ pub fn run_all(
     jobs: &[Job<'_>],
     progress: bool,
 ) -> Result<Vec<Output>, CreateError> {
-    let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Output>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    parallel(jobs, |job| {
+        let result = run(objtree, srctree, work_dir, job);
+        let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+        if progress {
+            let what = if job.step.preprocesses() { "CPP" } else { "CC" };
+            eprintln!(
+                "[{n}/{}] {what:3} {:4} {}",
+                jobs.len(),
+                job.variant,
+                job.command.object
+            );
+        }
+        result
+    })
+}
+
+/// `f` of each item, on all CPUs; the results in order, or the first
+/// error (items not yet started are then left alone).
+pub fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, CreateError> + Sync,
+) -> Result<Vec<R>, CreateError> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     let first_error: Mutex<Option<CreateError>> = Mutex::new(None);
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
-        .min(jobs.len());
+        .min(items.len());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(job) = jobs.get(i) else { break };
+                let Some(item) = items.get(i) else { break };
                 if first_error.lock().map_or(true, |e| e.is_some()) {
                     break;
                 }
-                let result = run(objtree, srctree, work_dir, job);
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                if progress {
-                    let what = if job.step.preprocesses() { "CPP" } else { "CC" };
-                    eprintln!(
-                        "[{n}/{}] {what:3} {:4} {}",
-                        jobs.len(),
-                        job.variant,
-                        job.command.object
-                    );
-                }
-                match result {
+                match f(item) {
                     Ok(output) => {
                         if let Ok(mut slots) = results.lock() {
                             if let Some(slot) = slots.get_mut(i) {
@@ -340,43 +349,22 @@ pub fn run_all(
     if let Ok(Some(e)) = first_error.into_inner() {
         return Err(e);
     }
-    let results = results.into_inner().unwrap_or_default();
+    // Every item ran unless a worker panicked, which `scope` re-raises.
     results
+        .into_inner()
+        .unwrap_or_default()
         .into_iter()
-        .zip(jobs)
-        .map(|(r, job)| {
-            r.ok_or_else(|| CreateError::CompileFailed {
-                object: job.command.object.clone(),
-                variant: job.variant,
-                log: "the job did not run".into(),
-            })
+        .collect::<Option<Vec<R>>>()
+        .ok_or_else(|| {
+            CreateError::io(
+                Path::new("(worker thread)"),
+                std::io::Error::other("a job did not run"),
+            )
         })
-        .collect()
-}
-
-/// A digest of preprocessed C that two builds share exactly when they
-/// give the compiler the same tokens: line markers (`# 12 "file"`, which
-/// a header that gained lines shifts in every includer) and blank lines
-/// are left out, since they only reach the debug information. The values
-/// of `__LINE__` and `__FILE__` are expanded text, so they still count.
-/// Source using `__builtin_LINE`/`__builtin_FILE` (which read the line
-/// markers) digests its line markers too.
-pub fn preprocessed_digest(text: &[u8]) -> [u8; 32] {
-    let reads_markers = contains(text, b"__builtin_LINE") || contains(text, b"__builtin_FILE");
-    let mut hash = sha2::Sha256::new();
-    for line in text.split(|&b| b == b'\n') {
-        let line = line.trim_ascii();
-        if line.is_empty() || (!reads_markers && is_line_marker(line)) || is_macro_directive(line) {
-            continue;
-        }
-        hash.update(line);
-        hash.update(b"\n");
-    }
-    hash.finalize().into()
 }
 
 /// `# 123 "file" flags` or `#line 123 "file"`.
-fn is_line_marker(line: &[u8]) -> bool {
+pub(super) fn is_line_marker(line: &[u8]) -> bool {
     let Some(rest) = line.strip_prefix(b"#") else {
         return false;
     };
@@ -386,13 +374,6 @@ fn is_line_marker(line: &[u8]) -> bool {
         .unwrap_or(rest)
         .trim_ascii_start();
     rest.first().is_some_and(u8::is_ascii_digit)
-}
-
-/// Whether `line` is a `#define NAME ...` or `#undef NAME` of `-dU`
-/// output (preprocessed text has no other directives: a line of code never
-/// starts with `#define`).
-fn is_macro_directive(line: &[u8]) -> bool {
-    line.starts_with(b"#define ") || line.starts_with(b"#undef ")
 }
 
 /// Whether `-dU` output uses one of `names`: lists it as expanded or
@@ -417,10 +398,6 @@ pub fn uses_any(text: &[u8], names: &BTreeSet<String>) -> bool {
         }
     }
     false
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -533,11 +510,6 @@ mod tests {
             b"#define MT_NEWER 1\nint MT_NEW_X = xMT_NEW;\n",
             &names
         ));
-        // The -dU lines do not reach the digest.
-        assert_eq!(
-            preprocessed_digest(b"#define MT_OLD 1\nint a = 1;\n"),
-            preprocessed_digest(b"int a = 1;\n")
-        );
     }
 
     #[test]
@@ -630,22 +602,9 @@ mod tests {
     }
 
     #[test]
-    fn line_markers_and_blank_lines_do_not_change_the_digest_but_tokens_do() {
-        let pre = b"# 1 \"a.h\"\nint x;\n\n# 7 \"a.c\" 2\nint f(void) { return 12; }\n";
-        let shifted = b"# 1 \"a.h\"\nint x;\n\n\n\n# 9 \"a.c\" 2\nint f(void) { return 12; }\n";
-        let changed = b"# 1 \"a.h\"\nint x;\n# 7 \"a.c\" 2\nint f(void) { return 13; }\n";
-        assert_eq!(preprocessed_digest(pre), preprocessed_digest(shifted));
-        assert_ne!(preprocessed_digest(pre), preprocessed_digest(changed));
-        // #pragma and other directives are tokens, not markers.
+    fn line_markers_are_told_from_other_directives() {
         assert!(!is_line_marker(b"#pragma GCC diagnostic push"));
         assert!(is_line_marker(b"#line 40 \"fs/proc/loadavg.c\""));
         assert!(is_line_marker(b"# 40"));
-    }
-
-    #[test]
-    fn line_markers_count_where_the_source_reads_them() {
-        let pre = b"# 3 \"a.c\"\nint l = __builtin_LINE();\n";
-        let shifted = b"# 5 \"a.c\"\nint l = __builtin_LINE();\n";
-        assert_ne!(preprocessed_digest(pre), preprocessed_digest(shifted));
     }
 }

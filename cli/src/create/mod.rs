@@ -30,6 +30,7 @@ pub mod objdiff;
 pub mod patch;
 pub mod report;
 pub mod seal;
+pub mod tu;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -147,6 +148,9 @@ pub struct Request<'a> {
     pub work_dir: &'a Path,
     /// Print progress lines.
     pub progress: bool,
+    /// Compile objects whose preprocessed source differs only in
+    /// declarations their code never reaches (see [`tu::compare`]).
+    pub compile_every_includer: bool,
     /// Patches of updates already applied to the running kernel (for
     /// stacking): the pre source has them, the post source too.
     pub applied: &'a [String],
@@ -344,6 +348,7 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         timings: Timings::default(),
         macros,
         checked: 0,
+        unreferenced: (0, BTreeSet::new()),
         differ: 0,
         started: Instant::now(),
     };
@@ -389,9 +394,17 @@ pub fn analyse(req: &Request<'_>) -> Result<Analysis, CreateError> {
         layout,
         compiled,
         timings,
+        unreferenced,
         ..
     } = build;
     notes.extend(build_notes);
+    if unreferenced.0 > 0 {
+        notes.push(format!(
+            "{} objects include changed declarations they never mention ({}); not compiled",
+            unreferenced.0,
+            unreferenced.1.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
     // A changed initial value is live data the new code cannot reach by
     // copying; the patch's apply hook must write it and its undo hook
     // restore it.
@@ -546,6 +559,9 @@ struct Build<'a> {
     macros: Option<BTreeSet<String>>,
     /// Objects preprocessed so far, and how many of them differ.
     checked: usize,
+    /// Objects whose preprocessed source differs only in declarations they
+    /// never mention, and the names of those declarations.
+    unreferenced: (usize, BTreeSet<String>),
     differ: usize,
     started: Instant,
 }
@@ -627,21 +643,15 @@ impl Build<'_> {
         Ok(())
     }
 
-    /// The objects of `chunk` whose preprocessed source the patch changes.
-    /// When the headers change only macros, each object is first
-    /// preprocessed once to learn whether it uses one of them (see
-    /// [`Step::PreprocessUses`]); only those that do are preprocessed pre
-    /// and post (the others cannot differ).
-    fn differing<'c>(&self, chunk: &'c [String]) -> Result<Vec<&'c String>, CreateError> {
-        let run = |jobs: &[Job]| {
-            compile::run_all(
-                &self.tree.objtree,
-                &self.tree.srctree,
-                self.req.work_dir,
-                jobs,
-                false,
-            )
-        };
+    /// The objects of `chunk` whose code the patch may change: those whose
+    /// preprocessed source differs other than in declarations they never
+    /// mention (see [`tu::compare`]). When the headers change only macros,
+    /// each object is first preprocessed once to learn whether it uses one
+    /// of them (see [`Step::PreprocessUses`]); only those that do are
+    /// preprocessed pre and post (the others cannot differ).
+    fn differing<'c>(&mut self, chunk: &'c [String]) -> Result<Vec<&'c String>, CreateError> {
+        let (objtree, srctree, work_dir) =
+            (&self.tree.objtree, &self.tree.srctree, self.req.work_dir);
         let candidates: Vec<&String> = match &self.macros {
             None => chunk.iter().collect(),
             Some(names) => {
@@ -649,7 +659,7 @@ impl Build<'_> {
                     .iter()
                     .map(|o| self.job(o, "pre", Step::PreprocessUses(names)))
                     .collect();
-                let uses = run(&jobs)?;
+                let uses = compile::run_all(objtree, srctree, work_dir, &jobs, false)?;
                 chunk
                     .iter()
                     .zip(&uses)
@@ -658,20 +668,29 @@ impl Build<'_> {
                     .collect()
             }
         };
-        let jobs: Vec<Job> = candidates
-            .iter()
-            .flat_map(|o| self.both(o, Step::Preprocess))
-            .collect();
-        let digests = run(&jobs)?;
-        Ok(candidates
-            .into_iter()
-            .zip(digests.chunks(2))
-            .filter(|(_, pair)| match pair {
-                [a, b] => a.digest().is_none() || a.digest() != b.digest(),
-                _ => true,
-            })
-            .map(|(o, _)| o)
-            .collect())
+        // Pre and post of one object at a time, so only two preprocessed
+        // sources per CPU are held.
+        let differences = compile::parallel(&candidates, |object| {
+            let [pre, post] = self
+                .both(object, Step::Preprocess)
+                .map(|job| compile::run(objtree, srctree, work_dir, &job));
+            let prunable = !self.req.compile_every_includer
+                && tu::drops_unreferenced(&self.affected[object.as_str()].command.argv);
+            Ok(tu::compare(&pre?.into_text(), &post?.into_text(), prunable))
+        })?;
+        let mut differing = Vec::new();
+        for (object, difference) in candidates.into_iter().zip(differences) {
+            match difference {
+                tu::Difference::None => {}
+                tu::Difference::Unreferenced(names) => {
+                    debug!("{object}: changes only declarations it never mentions: {names:?}");
+                    self.unreferenced.0 += 1;
+                    self.unreferenced.1.extend(names);
+                }
+                tu::Difference::Code => differing.push(object),
+            }
+        }
+        Ok(differing)
     }
 
     /// Compiles `objects` pre and post, compares them function by function
