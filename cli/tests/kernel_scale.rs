@@ -1,7 +1,8 @@
 //! ksplice-create at the scale of a whole kernel, against Debian's 7.2.9
 //! built with `KCONFIG_BASE=defconfig` (tests/patches/kernel-scale/): header
 //! changes that about 3,000 objects include (`linux/sched.h`,
-//! `linux/maple_tree.h`), and code as that kernel's optimisation inlines it.
+//! `linux/maple_tree.h`): a comment, a macro, an inline function, a struct
+//! member; and code as that kernel's optimisation inlines it.
 //! Ignored by default, like `real_fixes`: run them with
 //! `cargo test --release -p ksplice-cli --test kernel_scale -- --ignored`
 //! (`make eval` does); `scripts/bench-headers` also times the header cases
@@ -73,6 +74,34 @@ fn a_new_maple_tree_macro_compiles_only_the_driver_that_uses_it() {
         )],
         "{report:#}"
     );
+}
+
+#[test]
+#[ignore = "needs the defconfig test kernel (KSPLICE_DEFCONFIG_KDIR)"]
+fn a_new_inline_function_in_sched_h_compiles_only_the_file_that_calls_it() {
+    let (code, report) = create_json("header-inline-sched.patch");
+    assert_eq!(code, Some(0), "{report:#}");
+    // Every includer differs (the header gained a function); only
+    // kernel/sys.o's code reaches it.
+    assert_eq!(
+        strings(&report["objects_compiled"]),
+        ["kernel/sys.o"],
+        "{report:#}"
+    );
+    assert!(report["objects_affected"].as_array().unwrap().len() > 1000);
+    let notes = strings(&report["notes"]).join("\n");
+    assert!(
+        notes.contains("include changed declarations they never mention (task_real_parent_once)"),
+        "{notes}"
+    );
+    let replaced: Vec<&str> = report["replaced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["function"].as_str().unwrap())
+        .collect();
+    assert!(replaced.iter().all(|f| f.contains("getppid")), "{replaced:?}");
+    assert!(!replaced.is_empty());
 }
 
 #[test]
