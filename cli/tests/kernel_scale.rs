@@ -100,7 +100,10 @@ fn a_new_inline_function_in_sched_h_compiles_only_the_file_that_calls_it() {
         .iter()
         .map(|f| f["function"].as_str().unwrap())
         .collect();
-    assert!(replaced.iter().all(|f| f.contains("getppid")), "{replaced:?}");
+    assert!(
+        replaced.iter().all(|f| f.contains("getppid")),
+        "{replaced:?}"
+    );
     assert!(!replaced.is_empty());
 }
 

@@ -3,19 +3,20 @@
 //! A header most of the kernel includes puts the same changed declarations
 //! into thousands of objects, and most of them never use those. The two
 //! preprocessed versions of an object are split into top-level
-//! declarations and compared declaration by declaration. When the changed
-//! ones only declare names that nothing else in the unit mentions, and
-//! none of them emits anything of its own (a prototype, an `extern`
+//! declarations and compared declaration by declaration. When every
+//! changed one emits nothing of its own (a prototype, an `extern`
 //! declaration, a type, a `static` function or variable that nothing
-//! keeps), the compiler drops them and the object code cannot differ, so
-//! the object need not be compiled.
+//! keeps) and nothing the object does emit reaches its names, the compiler
+//! drops them and the object code cannot differ, so the object need not be
+//! compiled.
 //!
 //! Every guess here errs one way: a name that might be declared counts as
 //! declared, a mention anywhere (a string literal, a pragma) counts as a
-//! use, and a declaration that might emit code or data counts as emitting
-//! it. Anything the parser does not follow is a difference in code.
+//! use, and a declaration that might emit code or data, or change how
+//! other code compiles, counts as emitting it. Anything the reader does
+//! not follow is a difference in code.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
 
@@ -24,8 +25,8 @@ use std::ops::Range;
 pub enum Difference {
     /// The compiler gets the same tokens (line markers aside).
     None,
-    /// Only in declarations that emit nothing of their own and whose names
-    /// (listed) nothing else in the unit mentions: the code is the same.
+    /// Only in declarations that emit nothing of their own and that no
+    /// emitted code reaches, declaring these names: the code is the same.
     Unreferenced(Vec<String>),
     /// The code may differ: the object must be compiled.
     Code,
@@ -39,7 +40,7 @@ pub fn compare(pre: &[u8], post: &[u8], prunable: bool) -> Difference {
     // `__builtin_LINE`/`__builtin_FILE` read the line markers.
     let markers = reads_markers(pre) || reads_markers(post);
     let (pre, post) = (lex(pre, markers), lex(post, markers));
-    let (Some(pre_chunks), Some(post_chunks)) = (chunks(&pre), chunks(&post)) else {
+    let (Some(pre), Some(post)) = (Src::new(&pre), Src::new(&post)) else {
         return if same_tokens(&pre, &post) {
             Difference::None
         } else {
@@ -48,15 +49,12 @@ pub fn compare(pre: &[u8], post: &[u8], prunable: bool) -> Difference {
     };
     // Each distinct declaration (tokens and spacing) gets a number; the
     // diff compares the numbers.
-    let mut ids: std::collections::HashMap<Chunk, usize> = Default::default();
+    let mut ids: HashMap<Chunk, usize> = HashMap::new();
     let mut numbered = [Vec::new(), Vec::new()];
-    for (out, (tokens, ranges)) in numbered
-        .iter_mut()
-        .zip([(&pre, &pre_chunks), (&post, &post_chunks)])
-    {
-        for r in ranges {
+    for (out, src) in numbered.iter_mut().zip([&pre, &post]) {
+        for r in &src.chunks {
             let next = ids.len();
-            out.push(*ids.entry(Chunk::new(tokens, r)).or_insert(next));
+            out.push(*ids.entry(Chunk::new(src.tokens, r)).or_insert(next));
         }
     }
     let [a, b] = numbered;
@@ -72,96 +70,29 @@ pub fn compare(pre: &[u8], post: &[u8], prunable: bool) -> Difference {
     if !pre_changed.contains(&true) && !post_changed.contains(&true) {
         return Difference::None;
     }
-    if !prunable {
+    // An optimisation pragma can keep code the compiler would drop.
+    if !prunable || pre.tunes_optimisation() || post.tunes_optimisation() {
         return Difference::Code;
     }
-    let mut names: std::collections::BTreeSet<String> = Default::default();
-    for (tokens, ranges, changed) in [
-        (&pre, &pre_chunks, &pre_changed),
-        (&post, &post_chunks, &post_changed),
-    ] {
-        let unit = Unit::read(tokens, ranges);
-        for (decl, _) in unit.decls.iter().zip(changed.iter()).filter(|(_, c)| **c) {
+    let mut names = BTreeSet::new();
+    for (src, changed) in [(&pre, &pre_changed), (&post, &post_changed)] {
+        let decls = src.declarations();
+        for (decl, _) in decls.iter().zip(changed).filter(|(_, c)| **c) {
             match decl {
-                Some(d) if d.inert => names.extend(
-                    d.names
-                        .iter()
-                        .map(|n| String::from_utf8_lossy(n).into_owned()),
-                ),
+                Some(d) if d.inert && !d.names.iter().any(|n| is_implicit_callee(n)) => names
+                    .extend(
+                        d.names
+                            .iter()
+                            .map(|n| String::from_utf8_lossy(n).into_owned()),
+                    ),
                 _ => return Difference::Code,
             }
         }
-        if unit
-            .live()
-            .iter()
-            .zip(changed.iter())
-            .any(|(l, c)| *l && *c)
-        {
+        if src.live(&decls).iter().zip(changed).any(|(l, c)| *l && *c) {
             return Difference::Code;
         }
     }
     Difference::Unreferenced(names.into_iter().collect())
-}
-
-/// The top-level declarations of one version of a unit, read.
-struct Unit<'t, 'a> {
-    tokens: &'t [Token<'a>],
-    ranges: &'t [Range<usize>],
-    /// Per declaration; `None` where it could not be read.
-    decls: Vec<Option<Declaration<'a>>>,
-}
-
-impl<'t, 'a> Unit<'t, 'a> {
-    fn read(tokens: &'t [Token<'a>], ranges: &'t [Range<usize>]) -> Self {
-        let typedefs = Typedefs::of(tokens, ranges);
-        let decls = ranges
-            .iter()
-            .map(|r| declaration(&tokens[r.start..r.end], &typedefs))
-            .collect();
-        Self {
-            tokens,
-            ranges,
-            decls,
-        }
-    }
-
-    /// Which declarations can reach the object code: those that emit
-    /// something of their own (or cannot be read), and every declaration
-    /// of a name that a reaching one mentions, in code, in a string (asm
-    /// names symbols in strings) or in a pragma.
-    fn live(&self) -> Vec<bool> {
-        let mut declaring: std::collections::HashMap<&[u8], Vec<usize>> = Default::default();
-        for (i, d) in self.decls.iter().enumerate() {
-            for name in d.iter().flat_map(|d| &d.names) {
-                declaring.entry(name).or_default().push(i);
-            }
-        }
-        let mut live: Vec<bool> = self
-            .decls
-            .iter()
-            .map(|d| !d.as_ref().is_some_and(|d| d.inert))
-            .collect();
-        let mut work: Vec<usize> = (0..live.len()).filter(|&i| live[i]).collect();
-        while let Some(i) = work.pop() {
-            let range = &self.ranges[i];
-            for t in &self.tokens[range.start..range.end] {
-                let words: Box<dyn Iterator<Item = &[u8]>> = match t.kind {
-                    Kind::Ident => Box::new(std::iter::once(t.text)),
-                    Kind::Literal | Kind::Directive => Box::new(words(t.text)),
-                    Kind::Number | Kind::Punct => continue,
-                };
-                for w in words {
-                    for &j in declaring.get(w).into_iter().flatten() {
-                        if !live[j] {
-                            live[j] = true;
-                            work.push(j);
-                        }
-                    }
-                }
-            }
-        }
-        live
-    }
 }
 
 /// Whether a compile command lets the compiler drop unreferenced static
@@ -183,6 +114,42 @@ fn reads_markers(text: &[u8]) -> bool {
     has(b"__builtin_LINE") || has(b"__builtin_FILE")
 }
 
+/// Functions the compiler calls on its own (a struct copy becomes
+/// `memcpy`, instrumentation calls its runtime): a changed declaration of
+/// one (an asm label, an attribute) reaches code that never names it.
+fn is_implicit_callee(name: &[u8]) -> bool {
+    const NAMES: &[&[u8]] = &[
+        b"memcpy",
+        b"memmove",
+        b"memset",
+        b"memcmp",
+        b"bcmp",
+        b"strlen",
+        b"strcpy",
+        b"strcmp",
+        b"abort",
+        b"__fentry__",
+        b"mcount",
+        b"__stack_chk_fail",
+        b"__stack_chk_guard",
+    ];
+    const PREFIXES: &[&[u8]] = &[
+        b"__builtin_",
+        b"__sanitizer_",
+        b"__asan_",
+        b"__hwasan_",
+        b"__ubsan_",
+        b"__tsan_",
+        b"__msan_",
+        b"__kcsan_",
+        b"__kasan_",
+        b"__gcov_",
+        b"__x86_",
+        b"__cyg_profile_",
+    ];
+    NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Ident,
@@ -202,19 +169,36 @@ struct Token<'a> {
     /// Whitespace comes before it: two texts whose tokens and spacing are
     /// the same are the same program, however the lexer splits them.
     spaced: bool,
+    /// Line breaks before it, counted only where line numbers reach the
+    /// code (`__builtin_LINE`): `cc -E` writes up to 8 of them instead of
+    /// a line marker.
+    breaks: u16,
 }
 
 impl Token<'_> {
     fn is(&self, s: &str) -> bool {
         self.text == s.as_bytes()
     }
+
+    fn same(&self, other: &Self) -> bool {
+        self.text == other.text && self.spaced == other.spaced && self.breaks == other.breaks
+    }
+
+    fn opens(&self) -> bool {
+        self.kind == Kind::Punct && matches!(self.text, b"(" | b"[" | b"{" | b"<:" | b"<%")
+    }
+
+    fn closes(&self) -> bool {
+        self.kind == Kind::Punct && matches!(self.text, b")" | b"]" | b"}" | b":>" | b"%>")
+    }
+
+    fn is_brace(&self) -> bool {
+        self.kind == Kind::Punct && matches!(self.text, b"{" | b"<%")
+    }
 }
 
 fn same_tokens(a: &[Token], b: &[Token]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.text == y.text && x.spaced == y.spaced)
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
 }
 
 /// The punctuators of more than one character, longest first (digraphs
@@ -233,11 +217,15 @@ fn lex(text: &[u8], markers: bool) -> Vec<Token<'_>> {
     let mut i = 0;
     let mut line_start = true;
     let mut spaced = true;
+    let mut breaks = 0u16;
     while i < text.len() {
         let c = text[i];
         if c == b'\n' {
             line_start = true;
             spaced = true;
+            if markers {
+                breaks = breaks.saturating_add(1);
+            }
             i += 1;
             continue;
         }
@@ -276,8 +264,14 @@ fn lex(text: &[u8], markers: bool) -> Vec<Token<'_>> {
             while i < text.len() && is_ident(text[i]) {
                 i += 1;
             }
-            let prefix = matches!(&text[start..i], b"L" | b"u" | b"U" | b"u8");
-            if prefix && matches!(text.get(i), Some(b'"' | b'\'')) {
+            let word = &text[start..i];
+            let quote = text.get(i).copied();
+            if matches!(word, b"R" | b"LR" | b"uR" | b"UR" | b"u8R") && quote == Some(b'"') {
+                i = raw_literal_end(text, i);
+                Kind::Literal
+            } else if matches!(word, b"L" | b"u" | b"U" | b"u8")
+                && matches!(quote, Some(b'"' | b'\''))
+            {
                 i = literal_end(text, i);
                 Kind::Literal
             } else {
@@ -297,9 +291,11 @@ fn lex(text: &[u8], markers: bool) -> Vec<Token<'_>> {
             kind,
             text: &text[start..i],
             spaced,
+            breaks,
         });
         line_start = false;
         spaced = false;
+        breaks = 0;
     }
     tokens
 }
@@ -318,6 +314,23 @@ fn literal_end(text: &[u8], mut i: usize) -> usize {
         }
     }
     text.len()
+}
+
+/// The end of the raw string literal `"delim( ... )delim"` opening at `i`
+/// (which GNU C accepts); one without its delimiter runs to the end.
+fn raw_literal_end(text: &[u8], i: usize) -> usize {
+    let rest = &text[i + 1..];
+    let Some(open) = rest.iter().position(|&b| b == b'(') else {
+        return text.len();
+    };
+    let mut close = Vec::with_capacity(open + 2);
+    close.push(b')');
+    close.extend_from_slice(&rest[..open]);
+    close.push(b'"');
+    rest[open..]
+        .windows(close.len())
+        .position(|w| w == close.as_slice())
+        .map_or(text.len(), |p| i + 1 + open + p + close.len())
 }
 
 /// The identifier-like words of a literal or directive.
@@ -339,7 +352,7 @@ impl<'t, 'a> Chunk<'t, 'a> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for (i, t) in tokens.iter().enumerate() {
             t.text.hash(&mut h);
-            (i > 0 && t.spaced).hash(&mut h);
+            (i > 0 && t.spaced, t.breaks).hash(&mut h);
         }
         Self {
             tokens,
@@ -357,7 +370,9 @@ impl PartialEq for Chunk<'_, '_> {
                 .iter()
                 .zip(other.tokens)
                 .enumerate()
-                .all(|(i, (x, y))| x.text == y.text && (i == 0 || x.spaced == y.spaced))
+                .all(|(i, (x, y))| {
+                    x.text == y.text && x.breaks == y.breaks && (i == 0 || x.spaced == y.spaced)
+                })
     }
 }
 
@@ -369,68 +384,195 @@ impl Hash for Chunk<'_, '_> {
     }
 }
 
-/// Splits the tokens into top-level declarations: each ends with a `;`
-/// outside brackets, or with the `}` of a function body; a directive
-/// between declarations is one of its own. `None` when the brackets do not
-/// balance.
-fn chunks(tokens: &[Token]) -> Option<Vec<Range<usize>>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    // Open brackets, each with whether it is a function's body.
-    let mut open: Vec<(u8, bool)> = Vec::new();
-    for (i, t) in tokens.iter().enumerate() {
-        let first = t.text.first().copied().unwrap_or(0);
-        if t.kind == Kind::Directive {
-            if open.is_empty() && start == i {
-                out.push(i..i + 1);
-                start = i + 1;
-            }
-            continue;
-        }
-        if t.kind != Kind::Punct {
-            continue;
-        }
-        match t.text {
-            b"(" | b"[" | b"{" | b"<:" | b"<%" => {
-                let body = open.is_empty()
-                    && matches!(t.text, b"{" | b"<%")
-                    && brace_kind(&tokens[start..i]) == Brace::FunctionBody;
-                open.push((first, body));
-            }
-            b")" | b"]" | b"}" | b":>" | b"%>" => {
-                let close = match t.text {
-                    b")" => b'(',
-                    b"]" | b":>" => b'[',
-                    _ => b'{',
+/// One version of a unit: its tokens, where each bracket's partner is, and
+/// its top-level declarations.
+struct Src<'t, 'a> {
+    tokens: &'t [Token<'a>],
+    /// For each bracket, the index of the one that pairs with it.
+    pair: Vec<usize>,
+    chunks: Vec<Range<usize>>,
+}
+
+/// How deep declarators may nest before the reader gives up (a
+/// difference in code).
+const MAX_DEPTH: usize = 64;
+
+impl<'t, 'a> Src<'t, 'a> {
+    /// `None` when the brackets do not balance.
+    fn new(tokens: &'t [Token<'a>]) -> Option<Self> {
+        let mut pair = vec![usize::MAX; tokens.len()];
+        let mut open: Vec<usize> = Vec::new();
+        for (i, t) in tokens.iter().enumerate() {
+            if t.opens() {
+                open.push(i);
+            } else if t.closes() {
+                let o = open.pop()?;
+                let kind = |t: &Token| match t.text {
+                    b"(" | b")" => 0,
+                    b"[" | b"]" | b"<:" | b":>" => 1,
+                    _ => 2,
                 };
-                let (opened, body) = open.pop()?;
-                let opened = match opened {
-                    b'<' if close == b'[' => b'[',
-                    b'<' | b'%' => b'{',
-                    o => o,
-                };
-                if opened != close {
+                if kind(&tokens[o]) != kind(t) {
                     return None;
                 }
-                if body && open.is_empty() {
-                    out.push(start..i + 1);
-                    start = i + 1;
-                }
+                pair[o] = i;
+                pair[i] = o;
             }
-            b";" if open.is_empty() => {
+        }
+        if !open.is_empty() {
+            return None;
+        }
+        let mut src = Src {
+            tokens,
+            pair,
+            chunks: Vec::new(),
+        };
+        src.chunks = src.split();
+        Some(src)
+    }
+
+    /// Splits the tokens into top-level declarations: each ends with a `;`
+    /// outside brackets, or with the `}` of a function body; a directive
+    /// between declarations is one of its own.
+    fn split(&self) -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut i = 0;
+        // Whether the current declaration has a top-level `=`.
+        let mut assigns = false;
+        while i < self.tokens.len() {
+            let t = &self.tokens[i];
+            if t.kind == Kind::Directive && start == i {
+                out.push(i..i + 1);
+                start = i + 1;
+            } else if t.is_brace() {
+                let close = self.pair[i];
+                if !assigns && self.brace_kind(start, i) == Brace::FunctionBody {
+                    out.push(start..close + 1);
+                    start = close + 1;
+                    assigns = false;
+                }
+                i = close;
+            } else if t.opens() {
+                i = self.pair[i];
+            } else if t.is(";") {
                 out.push(start..i + 1);
                 start = i + 1;
+                assigns = false;
+            } else if t.is("=") {
+                assigns = true;
             }
-            _ => {}
+            i += 1;
+        }
+        if start < self.tokens.len() {
+            out.push(start..self.tokens.len());
+        }
+        out
+    }
+
+    /// What the top-level `{` at `brace` opens, from the tokens of its
+    /// declaration before it (from `start`; the caller knows there is no
+    /// top-level `=`): a function body follows the `)` of a parameter
+    /// list, a tag body `struct`/`union`/`enum` and maybe a tag;
+    /// attributes between are skipped.
+    fn brace_kind(&self, start: usize, brace: usize) -> Brace {
+        let mut j = brace;
+        loop {
+            if j == start {
+                return Brace::Unknown;
+            }
+            j -= 1;
+            let t = &self.tokens[j];
+            let before = |k: usize| (k > start).then(|| &self.tokens[k - 1]);
+            if t.is(")") || t.is("]") {
+                let open = self.pair[j];
+                if t.is("]") && self.is_std_attribute(open) {
+                    j = open;
+                    continue;
+                }
+                match before(open) {
+                    Some(a) if is_attribute_keyword(a) => j = open - 1,
+                    _ if t.is(")") => return Brace::FunctionBody,
+                    _ => return Brace::Unknown,
+                }
+            } else if is_tag_keyword(t) {
+                return Brace::TagBody;
+            } else if t.kind == Kind::Ident && !is_keyword(t) {
+                return if before(j).is_some_and(is_tag_keyword) {
+                    Brace::TagBody
+                } else {
+                    Brace::Unknown
+                };
+            } else {
+                return Brace::Unknown;
+            }
         }
     }
-    if !open.is_empty() {
-        return None;
+
+    /// Whether the `[` at `open` starts a `[[...]]` attribute.
+    fn is_std_attribute(&self, open: usize) -> bool {
+        let outer = |i: usize| {
+            self.tokens.get(i).is_some_and(|t| t.is("["))
+                && self.tokens.get(i + 1).is_some_and(|t| t.is("["))
+                && self.pair.get(i + 1).is_some_and(|&c| c + 1 == self.pair[i])
+        };
+        outer(open) || (open > 0 && outer(open - 1))
     }
-    if start < tokens.len() {
-        out.push(start..tokens.len());
+
+    /// Whether a pragma tunes optimisation (which can keep unreferenced
+    /// static code).
+    fn tunes_optimisation(&self) -> bool {
+        self.tokens.iter().any(|t| {
+            t.kind == Kind::Directive
+                && words(t.text).any(|w| w == b"optimize" || w == b"push_options")
+        })
     }
-    Some(out)
+
+    /// Each top-level declaration, read; `None` where it cannot be.
+    fn declarations(&self) -> Vec<Option<Declaration<'a>>> {
+        let typedefs = self.typedefs();
+        self.chunks
+            .iter()
+            .map(|r| self.declaration(r.clone(), &typedefs))
+            .collect()
+    }
+
+    /// Which declarations can reach the object code: those that emit
+    /// something of their own (or cannot be read), and every declaration
+    /// of a name that a reaching one mentions, in code, in a string (asm
+    /// names symbols in strings) or in a pragma.
+    fn live(&self, decls: &[Option<Declaration<'a>>]) -> Vec<bool> {
+        let mut declaring: HashMap<&[u8], Vec<usize>> = HashMap::new();
+        for (i, d) in decls.iter().enumerate() {
+            for name in d.iter().flat_map(|d| &d.names) {
+                declaring.entry(name).or_default().push(i);
+            }
+        }
+        let mut live: Vec<bool> = decls
+            .iter()
+            .map(|d| !d.as_ref().is_some_and(|d| d.inert))
+            .collect();
+        let mut work: Vec<usize> = (0..live.len()).filter(|&i| live[i]).collect();
+        while let Some(i) = work.pop() {
+            let range = &self.chunks[i];
+            for t in &self.tokens[range.start..range.end] {
+                let words: Box<dyn Iterator<Item = &[u8]>> = match t.kind {
+                    Kind::Ident => Box::new(std::iter::once(t.text)),
+                    Kind::Literal | Kind::Directive => Box::new(words(t.text)),
+                    Kind::Number | Kind::Punct => continue,
+                };
+                for w in words {
+                    for &j in declaring.get(w).into_iter().flatten() {
+                        if !live[j] {
+                            live[j] = true;
+                            work.push(j);
+                        }
+                    }
+                }
+            }
+        }
+        live
+    }
 }
 
 /// What a `{` at a declaration's top level opens.
@@ -441,86 +583,6 @@ enum Brace {
     TagBody,
     Initializer,
     Unknown,
-}
-
-/// Tells, from the tokens of the declaration before it, what a top-level
-/// `{` opens: a function body follows the `)` of a parameter list, a tag
-/// body `struct`/`union`/`enum` and maybe a tag, an initializer `=`;
-/// attributes between are skipped.
-fn brace_kind(before: &[Token]) -> Brace {
-    if top_level(before).any(|i| before[i].is("=")) {
-        return Brace::Initializer;
-    }
-    let mut j = before.len();
-    loop {
-        let Some(t) = j.checked_sub(1).and_then(|k| before.get(k)) else {
-            return Brace::Unknown;
-        };
-        j -= 1;
-        if t.is(")") {
-            let Some(open) = matching_open(before, j) else {
-                return Brace::Unknown;
-            };
-            match open.checked_sub(1).and_then(|k| before.get(k)) {
-                Some(a) if is_attribute_keyword(a) => j = open - 1,
-                _ => return Brace::FunctionBody,
-            }
-        } else if is_tag_keyword(t) {
-            return Brace::TagBody;
-        } else if t.kind == Kind::Ident && !is_keyword(t) {
-            let tagged = j
-                .checked_sub(1)
-                .and_then(|k| before.get(k))
-                .is_some_and(is_tag_keyword);
-            return if tagged {
-                Brace::TagBody
-            } else {
-                Brace::Unknown
-            };
-        } else if t.is("=") {
-            return Brace::Initializer;
-        } else {
-            return Brace::Unknown;
-        }
-    }
-}
-
-/// The index of the `(` that the `)` at `close` closes.
-fn matching_open(tokens: &[Token], close: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for k in (0..=close).rev() {
-        let t = tokens.get(k)?;
-        if t.is(")") {
-            depth += 1;
-        } else if t.is("(") {
-            depth -= 1;
-            if depth == 0 {
-                return Some(k);
-            }
-        }
-    }
-    None
-}
-
-/// The index of the bracket that closes the one opening at `open`.
-fn matching_close(tokens: &[Token], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (k, t) in tokens.iter().enumerate().skip(open) {
-        if t.kind != Kind::Punct {
-            continue;
-        }
-        match t.text {
-            b"(" | b"[" | b"{" | b"<:" | b"<%" => depth += 1,
-            b")" | b"]" | b"}" | b":>" | b"%>" => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(k);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 const KEYWORDS: &[&str] = &[
@@ -591,15 +653,7 @@ const KEYWORDS: &[&str] = &[
     "__extension__",
     "__label__",
     "__auto_type",
-    "__int128",
     "__thread",
-    "_Float16",
-    "_Float32",
-    "_Float64",
-    "_Float128",
-    "__builtin_va_list",
-    "__alignof__",
-    "__alignof",
     "alignas",
     "alignof",
     "static_assert",
@@ -609,14 +663,41 @@ const KEYWORDS: &[&str] = &[
     "true",
     "false",
     "bool",
+    "__alignof__",
+    "__alignof",
     "__seg_gs",
     "__seg_fs",
     "__real__",
     "__imag__",
+    "__complex__",
     "__builtin_offsetof",
     "__builtin_types_compatible_p",
     "__builtin_choose_expr",
     "__builtin_has_attribute",
+    // Types the compiler defines.
+    "__int128",
+    "__int128_t",
+    "__uint128_t",
+    "__builtin_va_list",
+    "_Float16",
+    "_Float32",
+    "_Float64",
+    "_Float128",
+    "_Float32x",
+    "_Float64x",
+    "_Float128x",
+    "__float80",
+    "__float128",
+    "__ibm128",
+    "__ieee128",
+    "__bf16",
+    "__fp16",
+    "_Decimal32",
+    "_Decimal64",
+    "_Decimal128",
+    "_Sat",
+    "_Fract",
+    "_Accum",
 ];
 
 fn is_keyword(t: &Token) -> bool {
@@ -625,6 +706,10 @@ fn is_keyword(t: &Token) -> bool {
 
 fn is_tag_keyword(t: &Token) -> bool {
     t.is("struct") || t.is("union") || t.is("enum")
+}
+
+fn is_volatile(t: &Token) -> bool {
+    t.is("volatile") || t.is("__volatile__") || t.is("__volatile")
 }
 
 /// A keyword whose parenthesised operand declares nothing: attributes, asm
@@ -660,8 +745,9 @@ fn is_attribute_keyword(t: &Token) -> bool {
     .any(|k| t.is(k))
 }
 
-/// Attributes that make a definition emitted, or a declaration a
-/// definition, whether or not anything refers to it.
+/// Attributes that keep a function or variable whether or not anything
+/// refers to it, make a declaration a definition, or change how it is
+/// compiled.
 const KEEPS: &[&str] = &[
     "used",
     "constructor",
@@ -676,11 +762,9 @@ const KEEPS: &[&str] = &[
     "visibility",
     "ifunc",
     "symver",
+    "copy",
+    "optimize",
 ];
-
-/// Of [`KEEPS`], those that make a declaration (no body, no initializer)
-/// a definition.
-const DEFINES: &[&str] = &["alias", "weakref", "ifunc", "symver"];
 
 fn attribute_in(t: &Token, list: &[&str]) -> bool {
     if t.kind != Kind::Ident {
@@ -701,77 +785,6 @@ fn attribute_in(t: &Token, list: &[&str]) -> bool {
 struct Typedefs<'a> {
     exact: HashSet<&'a [u8]>,
     all: HashSet<&'a [u8]>,
-}
-
-impl<'a> Typedefs<'a> {
-    fn of(tokens: &[Token<'a>], chunks: &[Range<usize>]) -> Self {
-        let mut t = Typedefs {
-            exact: HashSet::new(),
-            all: HashSet::new(),
-        };
-        for range in chunks {
-            let decl = &tokens[range.start..range.end];
-            if !top_level(decl).any(|i| decl[i].is("typedef")) {
-                continue;
-            }
-            t.all.extend(
-                decl.iter()
-                    .filter(|x| x.kind == Kind::Ident && !is_keyword(x))
-                    .map(|x| x.text),
-            );
-            typedef_names(decl, &mut t.exact);
-        }
-        t
-    }
-}
-
-/// The indices of a declaration's tokens outside every bracket.
-fn top_level<'t>(decl: &'t [Token]) -> impl Iterator<Item = usize> + 't {
-    let mut depth = 0usize;
-    (0..decl.len()).filter(move |&i| {
-        let t = &decl[i];
-        let at_top = depth == 0;
-        if t.kind == Kind::Punct {
-            match t.text {
-                b"(" | b"[" | b"{" | b"<:" | b"<%" => depth += 1,
-                b")" | b"]" | b"}" | b":>" | b"%>" => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-        }
-        at_top && depth == 0
-    })
-}
-
-/// Names a `typedef` declaration certainly declares or uses as types: the
-/// identifiers outside brackets (but tags), and those of parenthesised
-/// declarators `(*name)`, recursively.
-fn typedef_names<'a>(decl: &[Token<'a>], out: &mut HashSet<&'a [u8]>) {
-    let mut i = 0;
-    while i < decl.len() {
-        let t = &decl[i];
-        if t.kind == Kind::Punct && matches!(t.text, b"(" | b"[" | b"{" | b"<:" | b"<%") {
-            let Some(close) = matching_close(decl, i) else {
-                return;
-            };
-            let prev_attr = i
-                .checked_sub(1)
-                .and_then(|k| decl.get(k))
-                .is_some_and(is_attribute_keyword);
-            if t.is("(") && !prev_attr && decl.get(i + 1).is_some_and(|n| n.is("*")) {
-                typedef_names(&decl[i + 1..close], out);
-            }
-            i = close + 1;
-            continue;
-        }
-        let tagged = i
-            .checked_sub(1)
-            .and_then(|k| decl.get(k))
-            .is_some_and(is_tag_keyword);
-        if t.kind == Kind::Ident && !is_keyword(t) && !tagged {
-            out.insert(t.text);
-        }
-        i += 1;
-    }
 }
 
 /// What a changed top-level declaration declares, and whether it emits
@@ -806,289 +819,402 @@ enum Prev<'a> {
     Other,
 }
 
-/// The declaration `decl` (one chunk), or `None` when it cannot be read.
-fn declaration<'a>(decl: &[Token<'a>], typedefs: &Typedefs<'a>) -> Option<Declaration<'a>> {
-    let mut names = Vec::new();
-    let first = decl.iter().find(|t| !t.is("__extension__"))?;
-    if first.kind == Kind::Directive || first.is("asm") || first.is("__asm__") || first.is("__asm")
-    {
-        // A pragma, or asm at file scope: emitted as it is.
-        return Some(Declaration {
-            names,
-            inert: false,
-        });
-    }
-    if first.is("_Static_assert") || first.is("static_assert") {
-        // Checked at compile time; no code.
-        return Some(Declaration { names, inert: true });
-    }
-    let top: Vec<usize> = top_level(decl).collect();
-    let keyword = |k: &str| top.iter().any(|&i| decl[i].is(k));
-    let typedef = keyword("typedef");
-    // Braces at the top level, and what they open (`top_level` leaves out
-    // brackets themselves: a top-level `{` follows a top-level token or
-    // starts the declaration).
-    let mut braces = Vec::new();
-    let mut depth = 0usize;
-    for (i, t) in decl.iter().enumerate() {
-        if t.kind != Kind::Punct {
-            continue;
-        }
-        match t.text {
-            b"{" | b"<%" => {
-                if depth == 0 {
-                    braces.push(brace_kind(&decl[..i]));
-                }
-                depth += 1;
+impl<'t, 'a> Src<'t, 'a> {
+    /// The indices of `range`'s tokens outside every bracket (brackets
+    /// themselves left out).
+    fn top_level(&self, range: Range<usize>) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut i = range.start;
+        while i < range.end {
+            if self.tokens[i].opens() {
+                i = self.pair[i];
+            } else {
+                out.push(i);
             }
-            b"(" | b"[" | b"<:" => depth += 1,
-            b")" | b"]" | b"}" | b":>" | b"%>" => depth = depth.saturating_sub(1),
-            _ => {}
+            i += 1;
+        }
+        out
+    }
+
+    /// Past the struct/union/enum keyword at `i`: its attributes and tag.
+    /// Returns (index after them, the tag).
+    fn skip_tag(&self, i: usize, end: usize) -> (usize, Option<&'a [u8]>) {
+        let j = self.skip_attributes(i + 1, end);
+        match self.tokens.get(j) {
+            Some(n) if j < end && n.kind == Kind::Ident && !is_keyword(n) => {
+                (self.skip_attributes(j + 1, end), Some(n.text))
+            }
+            _ => (j, None),
         }
     }
-    if braces.contains(&Brace::Unknown) {
-        return None;
-    }
-    let mut groups = Vec::new();
-    declarators(decl, typedefs, typedef, &mut names, &mut groups);
-    tags_and_enumerators(decl, &mut names);
 
-    // The attributes of the declared thing itself (not of what a body
-    // holds).
-    let attributes = attribute_words(decl);
-    let keeps = attributes.iter().any(|t| attribute_in(t, KEEPS));
-    let defines = attributes.iter().any(|t| attribute_in(t, DEFINES));
-    let body = braces.contains(&Brace::FunctionBody);
-    let initialized = top.iter().any(|&i| decl[i].is("="));
-    let inert = if typedef {
-        true
-    } else if keyword("static") {
-        !keeps
-    } else if keyword("extern") {
-        !body && !initialized && !defines
-    } else if body || initialized || defines {
-        false
-    } else {
-        // No storage class: a type's definition alone, or a prototype.
-        let comma = top.iter().any(|&i| decl[i].is(","));
-        let tag_only = is_tag_keyword(first) && decl.last().is_some_and(|t| t.is(";")) && {
-            // Outside brackets, nothing but the tag keyword, the tag,
-            // attributes and the final `;`.
-            let rest = top
-                .iter()
-                .filter(|&&i| !(is_tag_keyword(&decl[i]) || is_attribute_keyword(&decl[i])))
-                .filter(|&&i| {
-                    !(i > 0 && is_tag_keyword(&decl[i - 1]) && decl[i].kind == Kind::Ident)
-                })
-                .count();
-            rest == 1 && !comma
+    /// Past `__attribute__((...))`s and `[[...]]`s from `j`.
+    fn skip_attributes(&self, mut j: usize, end: usize) -> usize {
+        while j < end {
+            let t = &self.tokens[j];
+            if is_attribute_keyword(t) && self.tokens.get(j + 1).is_some_and(|n| n.is("(")) {
+                j = self.pair[j + 1] + 1;
+            } else if t.is("[") && self.is_std_attribute(j) {
+                j = self.pair[j] + 1;
+            } else {
+                break;
+            }
+        }
+        j
+    }
+
+    fn typedefs(&self) -> Typedefs<'a> {
+        let mut t = Typedefs {
+            exact: HashSet::new(),
+            all: HashSet::new(),
         };
-        // One function declarator: a name, its parameters, maybe
-        // attributes or an asm label, the `;`.
-        let declarator_groups: Vec<&Group> =
-            groups.iter().filter(|g| **g != Group::Operand).collect();
-        let prototype =
-            !comma && declarator_groups == [&Group::Parameters] && ends_after_group(decl);
-        tag_only || prototype
-    };
-    Some(Declaration { names, inert })
-}
-
-/// The words inside the `__attribute__((...))` operands of `decl` that
-/// lie outside every brace (the attributes of what it declares).
-fn attribute_words<'t, 'a>(decl: &'t [Token<'a>]) -> Vec<&'t Token<'a>> {
-    let mut out = Vec::new();
-    let mut braces = 0usize;
-    let mut i = 0;
-    while i < decl.len() {
-        let t = &decl[i];
-        if t.kind == Kind::Punct && matches!(t.text, b"{" | b"<%") {
-            braces += 1;
-        } else if t.kind == Kind::Punct && matches!(t.text, b"}" | b"%>") {
-            braces = braces.saturating_sub(1);
-        } else if braces == 0
-            && (t.is("__attribute__") || t.is("__attribute"))
-            && decl.get(i + 1).is_some_and(|n| n.is("("))
-        {
-            let close = matching_close(decl, i + 1).unwrap_or(decl.len());
-            out.extend(decl[i + 1..close.min(decl.len())].iter());
-            i = close;
+        for range in &self.chunks {
+            let top = self.top_level(range.clone());
+            let Some(&at) = top.iter().find(|&&i| self.tokens[i].is("typedef")) else {
+                continue;
+            };
+            t.all.extend(
+                self.tokens[range.clone()]
+                    .iter()
+                    .filter(|x| x.kind == Kind::Ident && !is_keyword(x))
+                    .map(|x| x.text),
+            );
+            self.typedef_names(at + 1..range.end, &mut t.exact, 0);
         }
-        i += 1;
+        t
     }
-    out
-}
 
-/// Whether the declaration ends, after its last top-level group (and any
-/// attributes or asm label after it), with its `;`.
-fn ends_after_group(decl: &[Token]) -> bool {
-    let mut j = decl.len();
-    if !decl.last().is_some_and(|t| t.is(";")) {
-        return false;
-    }
-    j -= 1;
-    // Skip trailing attribute groups: `) __attribute__((x)) ;`
-    loop {
-        let Some(t) = j.checked_sub(1).and_then(|k| decl.get(k)) else {
-            return false;
-        };
-        if !t.is(")") {
-            return false;
-        }
-        let Some(open) = matching_open(decl, j - 1) else {
-            return false;
-        };
-        match open.checked_sub(1).and_then(|k| decl.get(k)) {
-            Some(a) if is_attribute_keyword(a) => j = open - 1,
-            _ => return true,
-        }
-    }
-}
-
-/// The names the declarators of `decl` declare, at its top level and in
-/// parenthesised declarators; parameter lists, attribute operands, array
-/// sizes, bodies and initializers are skipped. `groups` receives the kind
-/// of each top-level group, in order.
-fn declarators<'a>(
-    decl: &[Token<'a>],
-    typedefs: &Typedefs<'a>,
-    typedef: bool,
-    names: &mut Vec<&'a [u8]>,
-    groups: &mut Vec<Group>,
-) {
-    let mut prev = Prev::Start;
-    let mut i = 0;
-    while i < decl.len() {
-        let t = &decl[i];
-        match t.kind {
-            Kind::Ident if is_tag_keyword(t) => {
-                // The tag after it is a type (a definition of one is found
-                // by `tags_and_enumerators`).
-                i += 1;
-                while decl.get(i).is_some_and(is_attribute_keyword) {
-                    i = decl
-                        .get(i + 1)
-                        .filter(|n| n.is("("))
-                        .and_then(|_| matching_close(decl, i + 1))
-                        .map_or(i + 1, |c| c + 1);
-                }
-                if decl
-                    .get(i)
-                    .is_some_and(|n| n.kind == Kind::Ident && !is_keyword(n))
-                {
-                    i += 1;
-                }
-                prev = Prev::Type;
+    /// Names a `typedef` declaration certainly declares or uses as types:
+    /// the identifiers outside brackets (but tags and attributes), and
+    /// those of parenthesised declarators `(*name)`, recursively.
+    fn typedef_names(&self, range: Range<usize>, out: &mut HashSet<&'a [u8]>, depth: usize) {
+        let mut i = range.start;
+        while i < range.end {
+            let t = &self.tokens[i];
+            if is_tag_keyword(t) {
+                i = self.skip_tag(i, range.end).0;
                 continue;
             }
-            Kind::Ident if is_attribute_keyword(t) => prev = Prev::Attribute,
-            Kind::Ident if is_keyword(t) => prev = Prev::Type,
-            Kind::Ident if typedef => {
-                names.push(t.text);
-                prev = Prev::Name(t.text);
+            if is_attribute_keyword(t) {
+                i = self.skip_attributes(i, range.end).max(i + 1);
+                continue;
             }
-            Kind::Ident if typedefs.exact.contains(t.text) => prev = Prev::Type,
-            Kind::Ident => {
-                names.push(t.text);
-                prev = Prev::Name(t.text);
-            }
-            Kind::Punct if matches!(t.text, b"(" | b"[" | b"{" | b"<:" | b"<%") => {
-                let close = matching_close(decl, i).unwrap_or(decl.len().saturating_sub(1));
-                if t.is("(") {
-                    let group = match prev {
-                        Prev::Attribute => Group::Operand,
-                        Prev::Name(n) if !typedefs.all.contains(n) => Group::Parameters,
-                        Prev::Group(Group::Declarator | Group::Parameters) => Group::Parameters,
-                        _ => Group::Declarator,
-                    };
-                    if group == Group::Declarator {
-                        let mut inner = Vec::new();
-                        declarators(&decl[i + 1..close], typedefs, typedef, names, &mut inner);
-                    }
-                    groups.push(group);
-                    prev = Prev::Group(group);
-                } else if matches!(t.text, b"[" | b"<:") {
-                    // An array's size: after it, a group is parameters.
-                    prev = Prev::Group(Group::Declarator);
-                } else {
-                    prev = Prev::Other;
+            if t.opens() {
+                let close = self.pair[i];
+                let pointer = self.tokens.get(i + 1).is_some_and(|n| n.is("*"));
+                if t.is("(") && pointer && depth < MAX_DEPTH {
+                    self.typedef_names(i + 1..close, out, depth + 1);
                 }
                 i = close + 1;
                 continue;
             }
-            Kind::Punct if t.is("=") || t.is(":") => {
-                // An initializer or a bit-field width: up to the next
-                // declarator.
-                i += 1;
-                while i < decl.len() && !decl[i].is(",") && !decl[i].is(";") {
-                    if matches!(decl[i].text, b"(" | b"[" | b"{" | b"<:" | b"<%")
-                        && decl[i].kind == Kind::Punct
-                    {
-                        i = matching_close(decl, i).unwrap_or(decl.len());
-                    }
-                    i += 1;
+            if t.kind == Kind::Ident && !is_keyword(t) {
+                out.insert(t.text);
+            }
+            i += 1;
+        }
+    }
+
+    /// The declaration `range` (one chunk), or `None` when it cannot be
+    /// read.
+    fn declaration(&self, range: Range<usize>, typedefs: &Typedefs<'a>) -> Option<Declaration<'a>> {
+        let tokens = &self.tokens[range.clone()];
+        let not_inert = |names| {
+            Some(Declaration {
+                names,
+                inert: false,
+            })
+        };
+        let first = tokens.iter().find(|t| !t.is("__extension__"))?;
+        if first.kind == Kind::Directive
+            || first.is("asm")
+            || first.is("__asm__")
+            || first.is("__asm")
+        {
+            // A pragma, or asm at file scope: emitted as it is.
+            return not_inert(Vec::new());
+        }
+        // A pragma inside (packing, weak symbols) changes what follows;
+        // diagnostics alone change no code.
+        let pragma = |t: &Token| {
+            t.kind == Kind::Directive && words(t.text).nth(2).is_none_or(|w| w != b"diagnostic")
+        };
+        if tokens.iter().any(pragma) {
+            return not_inert(Vec::new());
+        }
+        let mut names = Vec::new();
+        self.tags_and_enumerators(range.clone(), &mut names);
+        if first.is("_Static_assert") || first.is("static_assert") {
+            // Checked at compile time; no code, but what it defines counts.
+            return Some(Declaration { names, inert: true });
+        }
+        let top = self.top_level(range.clone());
+        let keyword = |k: &str| top.iter().any(|&i| self.tokens[i].is(k));
+        let typedef = keyword("typedef");
+        // Braces at the top level, and what they open.
+        let mut braces = Vec::new();
+        let mut assigns = false;
+        let mut i = range.start;
+        while i < range.end {
+            let t = &self.tokens[i];
+            if t.is("=") {
+                assigns = true;
+            }
+            if t.opens() {
+                if t.is_brace() {
+                    braces.push(if assigns {
+                        Brace::Initializer
+                    } else {
+                        self.brace_kind(range.start, i)
+                    });
                 }
-                prev = Prev::Other;
+                i = self.pair[i];
+            }
+            i += 1;
+        }
+        if braces.contains(&Brace::Unknown) {
+            return None;
+        }
+        let mut groups = Vec::new();
+        if !self.declarators(range.clone(), typedefs, typedef, &mut names, &mut groups, 0) {
+            return None;
+        }
+        let attributes = self.attribute_words(range.clone());
+        let keeps = attributes.iter().any(|t| attribute_in(t, KEEPS));
+        let body = braces.contains(&Brace::FunctionBody);
+        let initialized = top.iter().any(|&i| self.tokens[i].is("="));
+        // A volatile object is kept even when nothing reads it.
+        let volatile = !body && self.outside_braces(range.clone()).any(|t| is_volatile(t));
+        let inert = if typedef {
+            true
+        } else if keeps || volatile {
+            false
+        } else if keyword("static") {
+            true
+        } else if keyword("extern") {
+            !body && !initialized
+        } else if body || initialized {
+            false
+        } else {
+            // No storage class: a type's definition alone, or a prototype.
+            let comma = top.iter().any(|&i| self.tokens[i].is(","));
+            let tag_only = is_tag_keyword(first) && tokens.last().is_some_and(|t| t.is(";")) && {
+                // Outside brackets, only the keyword, its tag and
+                // attributes, and the final `;`.
+                let start = range.start + tokens.iter().position(is_tag_keyword).unwrap_or(0);
+                let (after, _) = self.skip_tag(start, range.end);
+                let after = if self.tokens.get(after).is_some_and(Token::is_brace) {
+                    self.skip_attributes(self.pair[after] + 1, range.end)
+                } else {
+                    after
+                };
+                after + 1 == range.end && !comma
+            };
+            // One function declarator: a name, its parameters, maybe
+            // attributes or an asm label, the `;`.
+            let declarator_groups: Vec<&Group> =
+                groups.iter().filter(|g| **g != Group::Operand).collect();
+            let prototype =
+                !comma && declarator_groups == [&Group::Parameters] && self.ends_after_group(range);
+            tag_only || prototype
+        };
+        Some(Declaration { names, inert })
+    }
+
+    /// The tokens of `range` outside every brace (they may be inside
+    /// parentheses).
+    fn outside_braces(&self, range: Range<usize>) -> impl Iterator<Item = &Token<'a>> + '_ {
+        let mut i = range.start;
+        std::iter::from_fn(move || {
+            while i < range.end && self.tokens[i].is_brace() {
+                i = self.pair[i] + 1;
+            }
+            let t = self.tokens[..range.end].get(i)?;
+            i += 1;
+            Some(t)
+        })
+    }
+
+    /// The words of the `__attribute__((...))` and `[[...]]` operands of
+    /// `range` outside every brace: the attributes of what it declares.
+    fn attribute_words(&self, range: Range<usize>) -> Vec<&Token<'a>> {
+        let mut out = Vec::new();
+        let mut i = range.start;
+        while i < range.end {
+            let t = &self.tokens[i];
+            if t.is_brace() {
+                i = self.pair[i];
+            } else if (t.is("__attribute__") || t.is("__attribute"))
+                && self.tokens.get(i + 1).is_some_and(|n| n.is("("))
+            {
+                let close = self.pair[i + 1];
+                out.extend(&self.tokens[i + 1..close]);
+                i = close;
+            } else if t.is("[") && self.is_std_attribute(i) {
+                let close = self.pair[i];
+                out.extend(&self.tokens[i..close]);
+                i = close;
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Whether the declaration ends, after its last top-level group (and
+    /// any attributes or asm label after it), with its `;`.
+    fn ends_after_group(&self, range: Range<usize>) -> bool {
+        if !self.tokens[range.clone()].last().is_some_and(|t| t.is(";")) {
+            return false;
+        }
+        let mut j = range.end - 1;
+        loop {
+            if j == range.start {
+                return false;
+            }
+            j -= 1;
+            if !self.tokens[j].is(")") {
+                return false;
+            }
+            let open = self.pair[j];
+            match (open > range.start).then(|| &self.tokens[open - 1]) {
+                Some(a) if is_attribute_keyword(a) => j = open - 1,
+                _ => return true,
+            }
+        }
+    }
+
+    /// The names the declarators of `range` declare, at its top level and
+    /// in parenthesised declarators; parameter lists, attribute operands,
+    /// array sizes, bodies and initializers are skipped. `groups` receives
+    /// the kind of each top-level group, in order. False when the
+    /// declarators nest too deep to read.
+    fn declarators(
+        &self,
+        range: Range<usize>,
+        typedefs: &Typedefs<'a>,
+        typedef: bool,
+        names: &mut Vec<&'a [u8]>,
+        groups: &mut Vec<Group>,
+        depth: usize,
+    ) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        let mut prev = Prev::Start;
+        let mut i = range.start;
+        while i < range.end {
+            let t = &self.tokens[i];
+            match t.kind {
+                // The tag after it is a type (a definition of one is found
+                // by `tags_and_enumerators`).
+                Kind::Ident if is_tag_keyword(t) => {
+                    i = self.skip_tag(i, range.end).0;
+                    prev = Prev::Type;
+                    continue;
+                }
+                Kind::Ident if is_attribute_keyword(t) => prev = Prev::Attribute,
+                Kind::Ident if is_keyword(t) => prev = Prev::Type,
+                Kind::Ident if typedef => {
+                    names.push(t.text);
+                    prev = Prev::Name(t.text);
+                }
+                Kind::Ident if typedefs.exact.contains(t.text) => prev = Prev::Type,
+                Kind::Ident => {
+                    names.push(t.text);
+                    prev = Prev::Name(t.text);
+                }
+                _ if t.is("[") && self.is_std_attribute(i) => {
+                    i = self.pair[i] + 1;
+                    continue;
+                }
+                _ if t.opens() => {
+                    let close = self.pair[i];
+                    if t.is("(") {
+                        let group = match prev {
+                            Prev::Attribute => Group::Operand,
+                            Prev::Name(n) if !typedefs.all.contains(n) => Group::Parameters,
+                            Prev::Group(Group::Declarator | Group::Parameters) => Group::Parameters,
+                            _ => Group::Declarator,
+                        };
+                        if group == Group::Declarator {
+                            let mut inner = Vec::new();
+                            let read = self.declarators(
+                                i + 1..close,
+                                typedefs,
+                                typedef,
+                                names,
+                                &mut inner,
+                                depth + 1,
+                            );
+                            if !read {
+                                return false;
+                            }
+                        }
+                        groups.push(group);
+                        prev = Prev::Group(group);
+                    } else if t.is_brace() {
+                        prev = Prev::Other;
+                    } else {
+                        // An array's size: after it, a group is parameters.
+                        prev = Prev::Group(Group::Declarator);
+                    }
+                    i = close + 1;
+                    continue;
+                }
+                _ if t.is("=") || t.is(":") => {
+                    // An initializer or a bit-field width: up to the next
+                    // declarator.
+                    i += 1;
+                    while i < range.end && !self.tokens[i].is(",") && !self.tokens[i].is(";") {
+                        if self.tokens[i].opens() {
+                            i = self.pair[i];
+                        }
+                        i += 1;
+                    }
+                    prev = Prev::Other;
+                    continue;
+                }
+                _ => prev = Prev::Other,
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Tags that `range` defines or declares on their own (`struct s
+    /// {...}`, `struct s;`) and enumerators, at any depth: both are the
+    /// unit's names even inside another definition.
+    fn tags_and_enumerators(&self, range: Range<usize>, names: &mut Vec<&'a [u8]>) {
+        for i in range.clone() {
+            let t = &self.tokens[i];
+            if !is_tag_keyword(t) {
                 continue;
             }
-            _ => prev = Prev::Other,
-        }
-        i += 1;
-    }
-}
-
-/// Tags that `decl` defines or declares on their own (`struct s {...}`,
-/// `struct s;`) and enumerators, at any depth: both are the unit's names
-/// even inside another definition.
-fn tags_and_enumerators<'a>(decl: &[Token<'a>], names: &mut Vec<&'a [u8]>) {
-    let skip_attributes = |mut j: usize| {
-        while decl.get(j).is_some_and(is_attribute_keyword) {
-            j = decl
-                .get(j + 1)
-                .filter(|n| n.is("("))
-                .and_then(|_| matching_close(decl, j + 1))
-                .map_or(j + 1, |c| c + 1);
-        }
-        j
-    };
-    for (i, t) in decl.iter().enumerate() {
-        if !is_tag_keyword(t) {
-            continue;
-        }
-        let mut j = skip_attributes(i + 1);
-        let mut tag = None;
-        if let Some(n) = decl
-            .get(j)
-            .filter(|n| n.kind == Kind::Ident && !is_keyword(n))
-        {
-            tag = Some(n.text);
-            j = skip_attributes(j + 1);
-        }
-        let next = decl.get(j);
-        let body = next.is_some_and(|n| n.is("{") || n.is("<%"));
-        if let Some(tag) = tag {
-            if body || next.is_some_and(|n| n.is(";")) {
-                names.push(tag);
-            }
-        }
-        if body && t.is("enum") {
-            let close = matching_close(decl, j).unwrap_or(decl.len());
-            // The first identifier of each comma-separated item.
-            let mut expect = true;
-            let mut k = j + 1;
-            while k < close {
-                let e = &decl[k];
-                if expect && e.kind == Kind::Ident {
-                    names.push(e.text);
-                    expect = false;
-                } else if e.is(",") {
-                    expect = true;
-                } else if e.kind == Kind::Punct
-                    && matches!(e.text, b"(" | b"[" | b"{" | b"<:" | b"<%")
-                {
-                    k = matching_close(decl, k).unwrap_or(close);
+            let (j, tag) = self.skip_tag(i, range.end);
+            let next = self.tokens[..range.end].get(j);
+            let body = next.is_some_and(Token::is_brace);
+            if let Some(tag) = tag {
+                if body || next.is_some_and(|n| n.is(";")) {
+                    names.push(tag);
                 }
-                k += 1;
+            }
+            if body && t.is("enum") {
+                // The first identifier of each comma-separated item.
+                let close = self.pair[j];
+                let mut expect = true;
+                let mut k = j + 1;
+                while k < close {
+                    let e = &self.tokens[k];
+                    if expect && e.kind == Kind::Ident {
+                        names.push(e.text);
+                        expect = false;
+                    } else if e.is(",") {
+                        expect = true;
+                    } else if e.opens() {
+                        k = self.pair[k];
+                    }
+                    k += 1;
+                }
             }
         }
     }
@@ -1373,6 +1499,146 @@ mod tests {
             compare(pre, post, true),
             Difference::Unreferenced(_)
         ));
+    }
+
+    /// `compare` of two complete units.
+    fn units(pre: &str, post: &str) -> Difference {
+        compare(pre.as_bytes(), post.as_bytes(), true)
+    }
+
+    #[test]
+    fn declarations_the_compiler_keeps_unreferenced_are_code() {
+        let code = |pre: &str, post: &str| assert_eq!(units(pre, post), Difference::Code, "{post}");
+        // volatile objects are kept.
+        code(
+            "static volatile int keep = 1;",
+            "static volatile int keep = 2;",
+        );
+        code(
+            "static void (*volatile hook)(void) = 0;",
+            "static void (*volatile hook)(void) = (void *)8;",
+        );
+        // Attributes that keep, on a declaration of its own too.
+        let f = "static void init(void);\nstatic void init(void) { asm volatile(\"nop\"); }";
+        code(
+            f,
+            "static void init(void);\nvoid init(void) __attribute__((constructor));\n\
+             static void init(void) { asm volatile(\"nop\"); }",
+        );
+        code(
+            "static int keep [[gnu::used]] = 1;",
+            "static int keep [[gnu::used]] = 2;",
+        );
+        code(
+            "static void f(void) __attribute__((used));\nstatic void f(void) {}\n\
+             static void g(void) __attribute__((copy(f)));\nstatic void g(void) {}",
+            "static void f(void) __attribute__((used));\nstatic void f(void) {}\n\
+             static void g(void) __attribute__((copy(f)));\nstatic void g(void) { f(); }",
+        );
+        code(
+            "static inline __attribute__((optimize(\"-O0\"))) int g(int x) { return x; }",
+            "static inline __attribute__((optimize(\"-O0\"))) int g(int x) { return x + 1; }",
+        );
+        // A pragma before keeps what follows.
+        code(
+            "#pragma GCC optimize(\"O0\")\nstatic int f(int x) { return x * 3; }",
+            "#pragma GCC optimize(\"O0\")\nstatic int f(int x) { return x * 5; }",
+        );
+        // A tentative definition of a compiler-defined type is no prototype.
+        code("int x;", "int x;\n__int128_t (v);");
+    }
+
+    #[test]
+    fn a_pragma_inside_a_declaration_is_code_unless_it_is_about_diagnostics() {
+        let user = "struct s { char a; int b; };\nint get(struct s *p) { return p->b; }";
+        assert_eq!(
+            units(
+                &format!("static inline void f(void) {{ }}\n{user}"),
+                &format!("static inline void f(void) {{\n#pragma pack(1)\n}}\n{user}")
+            ),
+            Difference::Code
+        );
+        assert_eq!(
+            units(
+                "static inline int f(void) { return 1; }\nint x;",
+                "static inline int f(void) {\n#pragma GCC diagnostic push\nreturn 2;\n\
+                 #pragma GCC diagnostic pop\n}\nint x;"
+            ),
+            unreferenced(&["f"])
+        );
+    }
+
+    #[test]
+    fn a_new_declaration_of_a_function_the_compiler_calls_itself_is_code() {
+        let rest =
+            "struct big { char b[65536]; };\nvoid copy(struct big *a, struct big *b) { *a = *b; }";
+        assert_eq!(
+            units(
+                rest,
+                &format!(
+                    "extern void *memcpy(void *, const void *, unsigned long) \
+                     __asm__(\"__memcpy\");\n{rest}"
+                )
+            ),
+            Difference::Code
+        );
+    }
+
+    #[test]
+    fn names_hidden_behind_attributes_tags_and_assertions_are_found() {
+        // The tag `stat` is no typedef name, so the function `stat` counts.
+        let tag = "typedef struct __attribute__((packed)) stat { int a; } stat_t;\n";
+        assert_eq!(
+            units(
+                &format!("{tag}static inline int stat(void) {{ return 1; }}\nint get(void) {{ return stat(); }}"),
+                &format!("{tag}static inline int stat(void) {{ return 2; }}\nint get(void) {{ return stat(); }}")
+            ),
+            Difference::Code
+        );
+        // An enumerator defined inside a static assertion.
+        assert_eq!(
+            units(
+                "_Static_assert(sizeof(enum { FOO = 3 }) == 4, \"x\");\nint get(void) { return FOO; }",
+                "_Static_assert(sizeof(enum { FOO = 4 }) == 4, \"x\");\nint get(void) { return FOO; }"
+            ),
+            Difference::Code
+        );
+    }
+
+    #[test]
+    fn raw_strings_are_one_token() {
+        assert_eq!(
+            units(
+                "const char *s = R\"(x\" a  b )\";",
+                "const char *s = R\"(x\" a b )\";"
+            ),
+            Difference::Code
+        );
+    }
+
+    #[test]
+    fn line_breaks_count_where_builtin_line_reads_them() {
+        let pre = "int a = 1;\nint f(void) { return __builtin_LINE(); }\n";
+        let post = "int a = 1;\n\nint f(void) { return __builtin_LINE(); }\n";
+        assert_eq!(units(pre, post), Difference::Code);
+        // Elsewhere only tokens count.
+        let pre = "int a = 1;\nint f(void) { return 2; }\n";
+        let post = "int a = 1;\n\nint f(void) { return 2; }\n";
+        assert_eq!(units(pre, post), Difference::None);
+    }
+
+    #[test]
+    fn deep_nesting_is_code_not_a_crash() {
+        let deep = format!("int {}x{};", "(".repeat(20_000), ")".repeat(20_000));
+        assert_eq!(
+            units("int y;", &format!("int y;\n{deep}")),
+            Difference::Code
+        );
+        let braces = "{}".repeat(50_000);
+        assert_eq!(
+            units("int y;", &format!("int y;\n{braces}")),
+            Difference::Code
+        );
     }
 
     #[test]
