@@ -674,7 +674,13 @@ impl Build<'_> {
             let [pre, post] = self
                 .both(object, Step::Preprocess)
                 .map(|job| compile::run(objtree, srctree, work_dir, &job));
+            // Only C is read declaration by declaration; preprocessed
+            // assembly differs or not.
             let prunable = !self.req.compile_every_includer
+                && matches!(
+                    self.tree.source_kind(object),
+                    SourceKind::C | SourceKind::GeneratedC
+                )
                 && tu::drops_unreferenced(&self.affected[object.as_str()].command.argv);
             Ok(tu::compare(&pre?.into_text(), &post?.into_text(), prunable))
         })?;
