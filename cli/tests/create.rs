@@ -233,6 +233,24 @@ fn t_a_header_change_that_reaches_assembly_is_refused_naming_the_object() {
 }
 
 #[test]
+fn u_code_that_uses_a_runtime_constant_is_refused_naming_it() {
+    // filldir64 checks user addresses against USER_PTR_MAX, which the
+    // kernel writes into its own code at boot (runtime_const_ptr): the
+    // object has a placeholder there, update.ko's copy would keep it.
+    let out = create(&[
+        "-o",
+        "/dev/null",
+        patch("u-runtime-constant.patch").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fs/readdir.o: filldir64 uses the runtime constant USER_PTR_MAX"),
+        "{err}"
+    );
+}
+
+#[test]
 fn f_a_changed_data_initializer_is_refused_with_the_reason() {
     let out = create(&[
         "--explain",

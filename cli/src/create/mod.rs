@@ -729,6 +729,7 @@ impl Build<'_> {
             let post = objdiff::Object::read(&post_path)?;
             let diff = objdiff::diff(object, &pre, &post)?;
             self.notes.extend(diff.notes.iter().cloned());
+            refuse_runtime_constants(object, &diff, &pre, &pre_path, &post, &post_path)?;
             if diff.changed.is_empty()
                 && diff.new_functions.is_empty()
                 && diff.changed_rodata.is_empty()
@@ -775,6 +776,40 @@ impl Build<'_> {
         )?;
         self.layout.absorb(found);
         Ok(())
+    }
+}
+
+/// Refuses an update whose replaced or carried code uses a runtime
+/// constant (see [`objdiff::runtime_constants`]): run-pre matching would
+/// meet the boot-time value where the object has the placeholder, and the
+/// new code in update.ko would keep the placeholder.
+fn refuse_runtime_constants(
+    object: &str,
+    diff: &objdiff::Diff,
+    pre: &objdiff::Object,
+    pre_path: &Path,
+    post: &objdiff::Object,
+    post_path: &Path,
+) -> Result<(), CreateError> {
+    let carried = |f: &String| diff.changed.contains_key(f) || diff.new_functions.contains(f);
+    let uses = objdiff::runtime_constants(pre, pre_path)?
+        .into_iter()
+        .filter(|(_, f)| diff.changed.contains_key(f))
+        .chain(
+            objdiff::runtime_constants(post, post_path)?
+                .into_iter()
+                .filter(|(_, f)| carried(f)),
+        );
+    match uses.into_iter().next() {
+        None => Ok(()),
+        Some((constant, function)) => Err(CreateError::UnsupportedChange {
+            path: object.to_owned(),
+            why: format!(
+                "{function} uses the runtime constant {constant}, whose value the kernel \
+                 writes into its own code at boot over a placeholder; an update can \
+                 neither match that code nor carry it"
+            ),
+        }),
     }
 }
 

@@ -954,6 +954,38 @@ pub fn special_sections(bug_verbose: bool) -> Vec<SpecialSection> {
     ]
 }
 
+/// The runtime constants an object's code uses (`runtime_const_ptr(SYM)`,
+/// `runtime_const_shift_right_32(x, SYM)`), as (SYM, function): the
+/// kernel writes their values into its own code at boot, over a
+/// placeholder, and leaves module code alone (`asm/runtime-const.h` is
+/// refused in modules). Sections `runtime_ptr_SYM` and `runtime_shift_SYM`
+/// hold one 32-bit reference to each such instruction's operand.
+pub fn runtime_constants(
+    object: &Object,
+    path: &Path,
+) -> Result<Vec<(String, String)>, CreateError> {
+    let file = object.elf(path)?;
+    let mut uses = Vec::new();
+    for section in file.sections() {
+        let Ok(name) = section.name() else { continue };
+        let Some(constant) = name
+            .strip_prefix("runtime_ptr_")
+            .or_else(|| name.strip_prefix("runtime_shift_"))
+        else {
+            continue;
+        };
+        for (_, _, symbol, addend) in symbol_relocs(&section) {
+            let function = match normalise(&file, path, symbol, addend, 0)?.0 {
+                Target::Named(n) => n,
+                Target::Section(s) => s,
+                Target::Str(_) => "a string".into(),
+            };
+            uses.push((constant.to_owned(), function));
+        }
+    }
+    Ok(uses)
+}
+
 /// Names of symbols defined in `object` (functions and data).
 pub fn defined_names(object: &Object) -> HashMap<&str, &Item> {
     object
